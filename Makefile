@@ -1,0 +1,43 @@
+# luodi — setup and checks. `make demo` and `make test` work on a fresh machine.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+SYSTEM_PACKAGES := antiword
+
+.PHONY: install test demo lint bench system-packages clean
+
+$(VENV)/.installed: pyproject.toml
+	@command -v antiword >/dev/null 2>&1 || $(MAKE) system-packages
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first, pinned: an unpinned torch pulls a multi-GB CUDA build.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+system-packages:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages:$$missing"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+test: install
+	$(PY) -m pytest -n 2 --dist loadfile -q
+
+demo: install
+	$(VENV)/bin/luodi demo
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+bench: install
+	$(PY) bench/bench_clean.py
+	$(PY) bench/bench_dedup.py
+
+clean:
+	rm -rf $(VENV) .luodi build *.egg-info

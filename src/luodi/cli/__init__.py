@@ -1,0 +1,67 @@
+"""The `luodi` command: one Typer sub-app per stage over the core functions."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+
+import typer
+
+from luodi.cli.render import err
+from luodi.cli.state import STATE
+from luodi.errors import LuodiError
+
+app = typer.Typer(
+    name="luodi",
+    help="luodi (落地): raw enterprise documents → datasets → models → governed service.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root(
+    home: Path | None = typer.Option(
+        None, "--home", help="luodi home folder (default: $LUODI_HOME or ./.luodi)."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+) -> None:
+    STATE.home = home
+    STATE.debug = debug
+
+
+def _register_groups() -> None:
+    from luodi.cli import data, demo
+
+    app.add_typer(data.app, name="data", help="Ingest, clean, split, balance and export datasets.")
+    app.command("demo", help="Run the lifecycle on the bundled sample enterprise.")(demo.demo)
+
+
+_register_groups()
+
+
+def main() -> None:
+    """Console entry point: one-line errors (exit 2 bad input, 1 failure) unless --debug."""
+    try:
+        app()
+    except LuodiError as exc:
+        if STATE.debug:
+            traceback.print_exc()
+        err.print(f"[red]error:[/red] {exc.message}", markup=True, highlight=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        if STATE.debug:
+            traceback.print_exc()
+        else:
+            err.print(
+                f"[red]error:[/red] unexpected {type(exc).__name__}: {exc} "
+                "(run with --debug for the traceback)",
+                markup=True,
+                highlight=False,
+            )
+        sys.exit(1)

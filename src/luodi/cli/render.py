@@ -1,0 +1,94 @@
+"""Rendering for the CLI: Rich progress for the Progress callback, tables, JSON output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from pydantic import BaseModel
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from luodi.progress import Progress as ProgressFn
+from luodi.progress import no_progress
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def emit_json(obj: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
+    """Print a result (or list of results) as JSON on stdout."""
+    if isinstance(obj, BaseModel):
+        data: Any = obj.model_dump(mode="json")
+    elif isinstance(obj, dict):
+        data = obj
+    else:
+        data = [o.model_dump(mode="json") for o in obj]
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
+    """A Rich table with the given header and rows (values stringified)."""
+    t = Table(title=title, title_justify="left", show_lines=False)
+    for c in columns:
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        t.add_row(*("" if v is None else str(v) for v in r))
+    return t
+
+
+class RichProgress:
+    """A Progress callback that drives one Rich progress bar per task name."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, TaskID] = {}
+
+    def __call__(
+        self,
+        *,
+        task: str,
+        total: int | None = None,
+        advance: int = 0,
+        message: str | None = None,
+        metrics: dict[str, Any] | None = None,
+    ) -> None:
+        if task not in self.tasks:
+            self.tasks[task] = self.progress.add_task(task, total=total)
+        tid = self.tasks[task]
+        desc = task if not message else f"{task}: {message[:40]}"
+        if metrics:
+            desc += " " + " ".join(f"{k}={v}" for k, v in metrics.items())
+        self.progress.update(tid, advance=advance, description=desc)
+        if total is not None:
+            self.progress.update(tid, total=total)
+
+
+@contextmanager
+def progress_bar(enabled: bool = True) -> Iterator[ProgressFn]:
+    """A Rich progress callback on stderr when it is a terminal; a silent one otherwise."""
+    if not enabled or not err.is_terminal:
+        yield no_progress
+        return
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as p:
+        yield RichProgress(p)

@@ -1,0 +1,1 @@
+"""The data stage: raw files to versioned, clean datasets."""

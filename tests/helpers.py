@@ -1,0 +1,31 @@
+"""Helpers for tests that run the real `luodi` command."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+
+def luodi_bin() -> str:
+    """The installed `luodi` console script of this environment."""
+    exe = Path(sys.executable).parent / "luodi"
+    return str(exe) if exe.exists() else shutil.which("luodi") or "luodi"
+
+
+def run_cli(
+    *args: str, home: Path, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `luodi` command with LUODI_HOME=home; returns the completed process."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("LUODI_")}
+    full_env.update({"LUODI_HOME": str(home), **(env or {})})
+    proc = subprocess.run(
+        [luodi_bin(), *args], capture_output=True, text=True, env=full_env, timeout=600
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"luodi {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
