@@ -153,3 +153,16 @@ def test_errors_are_one_line_with_exit_codes(docs: Path, tmp_path: Path) -> None
     assert [d["dataset"] for d in listing] == ["m:v1"]
     p = run_cli("--debug", "data", "show", "missing", home=home, check=False)
     assert "Traceback" in p.stderr
+
+
+def test_cli_on_postgresql(docs: Path, tmp_path: Path, pg_database: str) -> None:
+    """The same commands with the metadata store on PostgreSQL (LUODI_DATABASE_URL)."""
+    home = tmp_path / "home"
+    env = {"LUODI_DATABASE_URL": pg_database}
+    run_cli("data", "ingest", str(docs), "--kind", "text", "--name", "pg", home=home, env=env)
+    res = json.loads(run_cli("data", "clean", "pg", "--json", home=home, env=env).stdout)
+    assert res["dataset"] == "pg:v2"
+    listing = json.loads(run_cli("data", "list", "--json", home=home, env=env).stdout)
+    assert [(d["dataset"], d["parents"]) for d in listing] == [("pg:v1", []), ("pg:v2", ["pg:v1"])]
+    # the SQLite default saw none of it
+    assert json.loads(run_cli("data", "list", "--json", home=home).stdout) == []

@@ -257,13 +257,12 @@ def _split_imbalanced(store: Store) -> tuple[str, str]:
 def test_balance_report_counts_per_split(store: Store) -> None:
     _, split_ref = _split_imbalanced(store)
     versions = len(store.list("dataset"))
-    rep = run_balance(store, BalanceConfig(dataset=split_ref))
+    rep = balance_report(store, split_ref)
     expected: dict[str, Counter[str]] = defaultdict(Counter)
     for r in load_records(resolve(store, split_ref)):
         expected[r["split"]][r["label"]] += 1
     assert rep == {s: dict(c) for s, c in expected.items()}
     assert rep["train"] == {"a": 480, "b": 240, "c": 80}
-    assert balance_report(store, split_ref) == rep
     assert len(store.list("dataset")) == versions  # report creates nothing
 
 
@@ -271,7 +270,6 @@ def test_oversample_train_only(store: Store) -> None:
     _, split_ref = _split_imbalanced(store)
     before = load_records(resolve(store, split_ref))
     res = run_balance(store, BalanceConfig(dataset=split_ref, strategy="oversample", seed=3))
-    assert not isinstance(res, dict)
     after = load_records(resolve(store, res.dataset))
     train = Counter(r["label"] for r in after if r["split"] == "train")
     assert train == {"a": 480, "b": 480, "c": 480}
@@ -299,7 +297,6 @@ def test_oversample_train_only(store: Store) -> None:
     again = run_balance(
         store, BalanceConfig(dataset=split_ref, name="again", strategy="oversample", seed=3)
     )
-    assert not isinstance(again, dict)
     assert load_records(resolve(store, again.dataset)) == after
 
 
@@ -309,7 +306,6 @@ def test_oversample_int_target_unsplit_and_errors(store: Store) -> None:
     res = run_balance(
         store, BalanceConfig(dataset=parent, by="category", strategy="oversample", target=50)
     )
-    assert not isinstance(res, dict)
     cats = Counter(meta_of(r)["category"] for r in load_records(resolve(store, res.dataset)))
     assert cats == {"财务": 50, "法律": 70}  # raised to 50; the larger class is untouched
     with pytest.raises(BadInputError, match="needs `by`"):

@@ -26,7 +26,7 @@ from luodi.progress import Progress, no_progress
 from luodi.store import Store
 
 MISSING = "(missing)"
-STRATEGIES = ("report", "oversample")
+STRATEGIES = ("oversample",)
 WRITE_BATCH = 2048
 
 
@@ -47,12 +47,12 @@ class BalanceConfig(BaseModel):
             "such as 'category' (required for other record kinds)."
         ),
     )
-    strategy: Literal["report", "oversample"] = Field(
-        default="report",
+    strategy: Literal["oversample"] = Field(
+        default="oversample",
         description=(
-            "report: return the class distribution per split, creating nothing; oversample: "
-            "copy minority-class records of the train split (or of an unsplit dataset) up to "
-            "the target and save a new version."
+            "oversample: copy minority-class records of the train split (or of an unsplit "
+            "dataset) up to the target and save a new version. (To only look at the "
+            "distribution, use balance_report / `luodi data balance --strategy report`.)"
         ),
     )
     target: Literal["max"] | int = Field(
@@ -68,7 +68,7 @@ class BalanceConfig(BaseModel):
     @classmethod
     def _strategy(cls, v: Any) -> Any:
         if v not in STRATEGIES:
-            raise BadInputError(f"unknown balance strategy {v!r}; choose report or oversample")
+            raise BadInputError(f"unknown balance strategy {v!r}; choose oversample")
         return v
 
     @field_validator("target", mode="before")
@@ -160,18 +160,15 @@ def _batches(records: list[Record]) -> Iterator[list[Record]]:
 
 def run_balance(
     store: Store, cfg: BalanceConfig, progress: Progress = no_progress
-) -> DatasetResult | dict[str, dict[str, int]]:
-    """Balance `cfg.dataset` by `cfg.by`.
+) -> DatasetResult:
+    """Balance `cfg.dataset` by `cfg.by` (`balance_report` only shows the distribution).
 
-    strategy 'report': returns `balance_report` (class counts per split) and creates nothing.
     strategy 'oversample': copies minority-class records of the train split (of the whole
     dataset when it is unsplit; validation/test/folds are never touched) up to the target,
     saves a new version whose parent is the input and whose report notes the distribution
     before and after, and returns it. Raises BadInputError when a split dataset has no train
     split or when no record to oversample has the `by` value.
     """
-    if cfg.strategy == "report":
-        return balance_report(store, cfg.dataset, cfg.by)
     info = resolve(store, cfg.dataset)
     kind = record_kind(info)
     by = default_by(kind, cfg.by, "balancing")
