@@ -6,9 +6,11 @@
 The generated files are committed, so `luodi demo` and the tests never need to run this; it
 documents how they were made and can rebuild them. Running it twice gives byte-identical files:
 text files have no dates, and the Office/PDF files get fixed timestamps (zip entry dates and
-docProps/core.xml for .docx/.xlsx, reportlab's `invariant` mode and a fixed file ID for PDFs).
-Content lives in xinghe_company.py (names, contacts, planted PII), xinghe_docs.py (handbook,
-manual), xinghe_pages.py (md, html, notices) and xinghe_rows.py (FAQ, feedback, tickets).
+docProps/core.xml for .docx/.xlsx, reportlab's `invariant` mode and a fixed file ID for PDFs;
+the Word 97 .doc writer in word97.py has no timestamps at all). Content lives in
+xinghe_company.py (names, contacts, planted PII), xinghe_docs.py (handbook, manual),
+xinghe_pages.py (md, html, notices), xinghe_rows.py (FAQ, feedback, tickets) and, for the one
+.doc notice, SHUTTLE_NOTICE below.
 """
 
 from __future__ import annotations
@@ -45,12 +47,34 @@ from reportlab.lib.units import mm  # noqa: E402
 from reportlab.pdfbase import pdfmetrics  # noqa: E402
 from reportlab.pdfbase.cidfonts import UnicodeCIDFont  # noqa: E402
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle  # noqa: E402
+from word97 import write_word97  # noqa: E402
 from xinghe_docs import HANDBOOK, HANDBOOK_TITLE, MANUAL, MANUAL_TITLE, Block  # noqa: E402
 
 FIXED_TIME = datetime(2025, 1, 1, 8, 0, 0)
 ZIP_TIME = (2025, 1, 1, 8, 0, 0)
 PDF_FONT = "STSong-Light"
 ENCRYPTED_PASSWORD = "xinghe2025"
+
+SHUTTLE_NOTICE_PATH = "corpus/notice_shuttle_canteen.doc"
+SHUTTLE_NOTICE = [
+    "关于调整员工班车线路及食堂就餐时间的通知 Notice on shuttle bus routes and canteen hours",
+    "各部门：",
+    "自 2025 年 6 月 3 日起，公司调整员工班车线路和食堂就餐时间，具体如下。"
+    "From 3 June 2025 the staff shuttle bus routes and canteen hours change as follows.",
+    "一、班车线路：新增星河产业园至轨道交通 4 号线红庄站线路，早班 7:20、晚班 17:40 发车。"
+    "Shuttle bus: a new route to Metro Line 4 Hongzhuang Station leaves at 7:20 and 17:40.",
+    "二、食堂就餐：午餐 11:30—12:30 分两批就餐，生产部门先行；夜班加餐 22:00 在一号楼食堂供应。"
+    "Canteen: lunch is served 11:30-12:30 in two sittings, production first; "
+    "the night-shift meal is at 22:00 in the Building 1 canteen.",
+    "三、乘车和就餐均须刷工牌，工牌遗失请到行政部补办。"
+    "Show your staff badge on the bus and in the canteen; report a lost badge to Administration.",
+    f"班车临时变动请联系行政部班车调度孙师傅，手机 {co.SHUTTLE_MOBILE}。"
+    "For last-minute bus changes call the dispatcher, Mr. Sun, on the mobile number above.",
+    "星河精密制造有限公司 行政部",
+    "2025 年 5 月 26 日",
+    co.BOILERPLATE,
+]
+"""The Word 97 notice, one string per paragraph (Word has no line breaks inside them here)."""
 
 Texts = dict[str, str]
 """Relative path -> the plain text written into that file (what ground truth is computed from)."""
@@ -328,6 +352,8 @@ def generate(out: Path) -> dict:
             content = content.replace("\n", "\r\n")  # GBK files come from Windows: CRLF
         write_text(root / "corpus" / name, content, encoding)
         texts[f"corpus/{name}"] = content
+    write_word97(root / SHUTTLE_NOTICE_PATH, SHUTTLE_NOTICE)
+    texts[SHUTTLE_NOTICE_PATH] = "\n".join(SHUTTLE_NOTICE)
 
     (root / "bad/empty.txt").write_bytes(b"")
     pdf_bytes = pdf.read_bytes()

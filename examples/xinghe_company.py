@@ -58,6 +58,7 @@ CSV_MAIL = "zhao.wei@xinghe-precision.example"
 FEEDBACK_MOBILE = "15900004444"  # typed by a user into the chat (feedback_stars.jsonl)
 TICKET_MOBILE = "13600005555"  # in a support ticket
 NOTICE_MOBILE = "17700006666"  # IT duty phone in the UTF-16 notice
+SHUTTLE_MOBILE = "18800007777"  # shuttle-bus dispatcher in the Word 97 (.doc) notice
 
 
 def _id_ending_in_x() -> str:

@@ -4,12 +4,16 @@ is exactly what examples/make_examples.py generates."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import re
+import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import docx
 import openpyxl
@@ -19,7 +23,36 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ROOT = EXAMPLES / "xinghe"
 TRUTH = json.loads((EXAMPLES / "ground_truth.json").read_text(encoding="utf-8"))
-ENCODINGS = {f["path"]: f.get("encoding", "utf-8") for f in TRUTH["files"]}
+BINARY_FORMATS = {"docx", "pdf", "xlsx", "doc"}
+ENCODINGS = {
+    f["path"]: f.get("encoding", "utf-8")
+    for f in TRUTH["files"]
+    if f["format"] not in BINARY_FORMATS
+}
+ANTIWORD = shutil.which("antiword")
+DOCS = [f["path"] for f in TRUTH["files"] if f["format"] == "doc"]
+
+
+def load_example_module(name: str) -> ModuleType:
+    """Import examples/<name>.py by path, leaving sys.path as it was (make_examples edits it)."""
+    saved = list(sys.path)
+    try:
+        spec = importlib.util.spec_from_file_location(f"examples_{name}", EXAMPLES / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = saved
+    return module
+
+
+def antiword_text(path: Path) -> str:
+    """What the .doc loader sees: antiword's UTF-8 output, one paragraph per line."""
+    assert ANTIWORD is not None
+    done = subprocess.run(
+        [ANTIWORD, "-m", "UTF-8.txt", "-w", "0", str(path)], capture_output=True, check=True
+    )
+    return done.stdout.decode("utf-8")
 
 
 def id_checksum_ok(number: str) -> bool:
@@ -63,6 +96,8 @@ def text_of(path: str) -> str:
     if p.suffix == ".xlsx":
         ws = openpyxl.load_workbook(str(p), read_only=True).active
         return "\n".join(str(v) for row in ws.iter_rows(values_only=True) for v in row if v)
+    if p.suffix == ".doc":
+        return antiword_text(p)
     return decode(path)
 
 
@@ -168,12 +203,15 @@ def test_pii_allowlist_and_boilerplate_occur_where_ground_truth_says():
             cache[path] = text_of(path)
         return cache[path]
 
+    def readable(path: str) -> bool:
+        return ANTIWORD is not None or not path.endswith(".doc")  # .doc needs antiword
+
     for item in TRUTH["pii"] + TRUTH["allowlist"]:
         assert item["files"], f"{item['value']} is planted nowhere"
-        for path in item["files"]:
+        for path in filter(readable, item["files"]):
             assert item["value"] in get(path), f"{item['value']} not in {path}"
     for item in TRUTH["boilerplate"]:
-        for path in item["files"]:
+        for path in filter(readable, item["files"]):
             text = get(path)
             if "line" in item:
                 assert item["line"] in text.splitlines(), (item["line"], path)
@@ -181,6 +219,54 @@ def test_pii_allowlist_and_boilerplate_occur_where_ground_truth_says():
                 assert re.search(item["regex"], text, re.M)
     # the allowlisted contacts are company-wide; personal data is not repeated everywhere
     assert len(TRUTH["allowlist"][0]["files"]) >= 8
+
+
+def test_word97_notice_is_a_word_document_holding_the_notice_text():
+    notice = load_example_module("make_examples").SHUTTLE_NOTICE
+    assert DOCS == ["corpus/notice_shuttle_canteen.doc"]
+    raw = (ROOT / DOCS[0]).read_bytes()
+    assert raw[:8] == bytes.fromhex("D0CF11E0A1B11AE1")  # OLE2 compound file
+    # sector 0 is the FAT, sector 1 the directory; WordDocument starts at sector 2 (file
+    # offset 512 * 3) with the FIB: wIdent 0xA5EC, nFib 0xC1 (Word 97), lid 0x0804 (zh-CN)
+    word = 512 * 3
+    assert struct.unpack_from("<HHHH", raw, word) == (0xA5EC, 0xC1, 0, 0x0804)
+    ccp = struct.unpack_from("<I", raw, word + 0x4C)[0]
+    text = raw[word + 0x400 : word + 0x400 + 2 * ccp].decode("utf-16-le")
+    assert text == "".join(p + "\r" for p in notice)
+    assert notice[-1] == TRUTH["boilerplate"][0]["line"]
+    planted = [p["value"] for p in TRUTH["pii"] if DOCS[0] in p["files"]]
+    assert len(planted) == 1 and re.fullmatch(r"1[3-9]\d{9}", planted[0])
+    assert sum(planted[0] in p for p in notice) == 1
+    assert 5 <= len(notice) <= 10
+    bilingual = [
+        p for p in notice if re.search(r"[\u4e00-\u9fff]", p) and re.search(r"\w+ \w+ \w+", p)
+    ]
+    assert len(bilingual) >= 3
+
+
+@pytest.mark.skipif(ANTIWORD is None, reason="antiword not installed")
+def test_word97_notice_reads_back_through_antiword():
+    notice = load_example_module("make_examples").SHUTTLE_NOTICE
+    # antiword prints one line per paragraph, after a leading blank line
+    assert antiword_text(ROOT / DOCS[0]).strip("\n").split("\n") == notice
+
+
+@pytest.mark.skipif(ANTIWORD is None, reason="antiword not installed")
+def test_word97_writer_round_trips(tmp_path):
+    word97 = load_example_module("word97")
+    paras = ["标题 Title", "", "全角（括号）and ASCII 123", "末段"]
+    a = word97.write_word97(tmp_path / "a.doc", paras)
+    assert a.read_bytes() == word97.word97_bytes(paras)  # no clock, no randomness
+    assert antiword_text(a).strip("\n").split("\n") == paras
+
+
+def test_word97_writer_rejects_what_it_cannot_write():
+    word97 = load_example_module("word97")
+    with pytest.raises(ValueError, match="must not contain"):
+        word97.word97_bytes(["two\nlines"])
+    word97.word97_bytes(["x" * (word97.MAX_CODE_UNITS - 1)])  # + the paragraph mark: full
+    with pytest.raises(ValueError, match="too long"):
+        word97.word97_bytes(["x" * word97.MAX_CODE_UNITS])
 
 
 def test_duplicates_listed_are_really_duplicates():
