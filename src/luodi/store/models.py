@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -40,3 +51,87 @@ class ArtifactParentRow(Base):
     )
     parent_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id"), primary_key=True)
     role: Mapped[str] = mapped_column(String(32), default="input")
+
+
+# One production version per model name, enforced by the database itself: a partial unique
+# index over the rows in stage 'production' (both SQLite and PostgreSQL support it).
+_PRODUCTION = text("stage = 'production'")
+
+
+class ModelStageRow(Base):
+    """The current stage of a model version; a version without a row is a candidate.
+
+    `name` repeats the artifact's name (artifacts are immutable, so it never drifts) so the
+    partial unique index can allow only one production row per name.
+    """
+
+    __tablename__ = "model_stages"
+    __table_args__ = (
+        Index(
+            "uq_model_stages_one_production",
+            "name",
+            unique=True,
+            sqlite_where=_PRODUCTION,
+            postgresql_where=_PRODUCTION,
+        ),
+    )
+
+    artifact_id: Mapped[int] = mapped_column(
+        ForeignKey("artifacts.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    stage: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class StageEventRow(Base):
+    """One stage change of a model version: who moved it from where to where, when and why.
+
+    `action` tells an explicit change ("set") from a production version displaced by a newer
+    one ("displaced") and the two sides of a rollback ("rollback"); rollback relies on it.
+    """
+
+    __tablename__ = "stage_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    artifact_id: Mapped[int] = mapped_column(
+        ForeignKey("artifacts.id", ondelete="CASCADE"), index=True
+    )
+    from_stage: Mapped[str] = mapped_column(String(16))
+    to_stage: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    by: Mapped[str] = mapped_column(String(200))
+
+
+class RunRow(Base):
+    """A training (or other long) run: its config, status and the artifact it produced."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    artifact_id: Mapped[int | None] = mapped_column(ForeignKey("artifacts.id", ondelete="SET NULL"))
+    checkpoint_dir: Mapped[str | None] = mapped_column(String(1000))
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class RunMetricRow(Base):
+    """One metric value of a run at one step; a value logged again for a step replaces it.
+
+    `value` is NULL for NaN: SQLite stores a NaN float as NULL, so both backends agree on it.
+    """
+
+    __tablename__ = "run_metrics"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[float | None] = mapped_column(Float)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

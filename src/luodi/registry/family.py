@@ -1,4 +1,8 @@
-"""A small named registry for families of interchangeable parts (loaders, operators, ...)."""
+"""A small named registry for families of interchangeable parts (loaders, operators, ...).
+
+Moved here from `luodi/registry.py` when `luodi.registry` became a package (model versions
+and stages); `luodi.registry.Registry` is re-exported, so imports of it are unchanged.
+"""
 
 from __future__ import annotations
 
