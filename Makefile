@@ -41,6 +41,7 @@ lint: install
 bench: install
 	$(PY) bench/bench_clean.py
 	$(PY) bench/bench_dedup.py
+	$(PY) bench/bench_train.py
 
 clean:
 	rm -rf $(VENV) .luodi build *.egg-info

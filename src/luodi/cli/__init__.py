@@ -33,9 +33,11 @@ def _root(
 
 
 def _register_groups() -> None:
-    from luodi.cli import data, demo
+    from luodi.cli import data, demo, models, train
 
     app.add_typer(data.app, name="data", help="Ingest, clean, split, balance and export datasets.")
+    app.add_typer(train.app, name="train", help="Train models: sft, pretrain, cpt; runs.")
+    app.add_typer(models.app, name="models", help="Base models and the model registry.")
     app.command("demo", help="Run the lifecycle on the bundled sample enterprise.")(demo.demo)
 
 

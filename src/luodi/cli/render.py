@@ -28,15 +28,14 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
-def emit_json(obj: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> None:
+def _plain(obj: Any) -> Any:
+    return obj.model_dump(mode="json") if isinstance(obj, BaseModel) else obj
+
+
+def emit_json(obj: BaseModel | Sequence[BaseModel | dict[str, Any]] | dict[str, Any]) -> None:
     """Print a result (or list of results) as JSON on stdout."""
-    if isinstance(obj, BaseModel):
-        data: Any = obj.model_dump(mode="json")
-    elif isinstance(obj, dict):
-        data = obj
-    else:
-        data = [o.model_dump(mode="json") for o in obj]
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    data = [_plain(o) for o in obj] if isinstance(obj, list | tuple) else _plain(obj)
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:

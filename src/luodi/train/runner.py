@@ -1,0 +1,488 @@
+"""run_train: validate everything, train with the HF Trainer, register the model version.
+
+Order of work: everything a user can get wrong (stage, compute type, method, dataset kind and
+emptiness, base model, cutoff, target modules) is checked before a run is recorded or a step
+taken. Then the run is recorded, the Trainer saves checkpoints under
+`<home>/runs/<dir>/checkpoints`, and only a run that completes registers a model version
+(atomically, with its base and datasets as lineage parents). A crash or Ctrl-C marks the run
+failed or interrupted, registers nothing and keeps the checkpoints for `resume`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, Field
+from transformers import (
+    AutoModelForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from luodi.data.datasets import resolve as resolve_dataset
+from luodi.data.records import get_kind
+from luodi.errors import BadInputError, LuodiError, StageFailedError
+from luodi.models.base import resolve_base
+from luodi.models.loading import load_base
+from luodi.progress import Progress, no_progress
+from luodi.store import ArtifactInfo, Store
+from luodi.store.runs import Runs
+from luodi.train.callbacks import EarlyStopping, InterruptCallback, MetricsCallback
+from luodi.train.compute import precision_args
+from luodi.train.config import TrainConfig
+from luodi.train.data import ExampleDataset, PadCollator, RecordSplit, check_kind, select_records
+from luodi.train.peft import METHODS, apply_method, check_method
+from luodi.train.stages import Example, Stage, get_stage
+from luodi.train.versions import KIND, write_version_files
+
+RUN_KIND = "train"
+DEFAULT_INTERVAL = 100
+_OPTIM = {"adamw": "adamw_torch", "sgd": "sgd", "adafactor": "adafactor"}
+# Config fields a resumed run must share with the run it continues.
+_RESUME_KEYS = ("stage", "method", "base_ref", "dataset_ref", "cutoff_len", "tiny_vocab_size")
+
+
+class TrainResult(BaseModel):
+    """What a finished training run produced."""
+
+    model: str = Field(description="The registered model version, NAME:vN.")
+    run_id: str = Field(description="Id of the run (metrics: `luodi train show RUN`).")
+    stage: str
+    method: str
+    steps: int = Field(description="Optimizer steps taken (in total, when resumed).")
+    train_loss: float | None = Field(description="Last logged training loss.")
+    eval_loss: float | None = Field(description="Validation loss at the end (None: no validation).")
+    tokens_per_s: float | None = Field(description="Training throughput over this run's steps.")
+    train_examples: int
+    validation_examples: int
+    trainable_parameters: int
+    total_parameters: int
+    path: str = Field(description="The version's folder.")
+    checkpoint_dir: str
+    resumed_from: str | None = None
+
+
+@dataclass
+class _Prepared:
+    """Everything checked and built before the run is recorded."""
+
+    stage: Stage
+    base_info: ArtifactInfo
+    train_info: ArtifactInfo
+    val_info: ArtifactInfo | None
+    records: RecordSplit
+    model: torch.nn.Module
+    tokenizer: PreTrainedTokenizerBase
+    train: list[Example]
+    validation: list[Example]
+    base_weights: PreTrainedModel | None
+    precision: dict[str, Any]
+
+
+def _texts(records: list[dict[str, Any]], kind_name: str) -> list[str]:
+    kind = get_kind(kind_name)
+    return [t for r in records for t in kind.texts(r) if t]
+
+
+def _reinitialise(model: PreTrainedModel, seed: int) -> PreTrainedModel:
+    """Fresh weights with the same architecture (pretraining from scratch on a real base)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fresh = AutoModelForCausalLM.from_config(model.config)
+    fresh.generation_config = model.generation_config
+    return fresh
+
+
+def _drop_gguf_marker(model: PreTrainedModel) -> None:
+    """Forget that weights came from GGUF: transformers dequantizes them to plain tensors on
+    load but keeps a "gguf quantized" marker that makes the Trainer refuse to train them."""
+    model.hf_quantizer = None
+    if "is_quantized" in vars(model):
+        model.is_quantized = False
+    if "quantization_method" in vars(model):
+        del model.quantization_method
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
+
+
+def _set_dropout(model: torch.nn.Module, p: float) -> None:
+    model.config.attention_dropout = p  # type: ignore[union-attr]
+    for m in model.modules():
+        if isinstance(getattr(m, "attention_dropout", None), float):
+            m.attention_dropout = p  # type: ignore[assignment]
+
+
+def _load_quantized(info: ArtifactInfo) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A 4-bit (NF4) base for qlora: only HF model folders can be quantised on load."""
+    from transformers import AutoTokenizer, BitsAndBytesConfig
+
+    from luodi.models.chat import ensure_chat_template, fit_embeddings
+    from luodi.train.peft import prepare_quantized
+
+    if info.meta.get("format") != "hf":
+        raise BadInputError(
+            f"qlora needs an HF model folder as base; {info.ref} is {info.meta.get('format')}"
+        )
+    folder = Path(info.meta.get("path") or info.meta["source"])
+    quant = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, quantization_config=quant, local_files_only=True
+    )
+    tokenizer = ensure_chat_template(AutoTokenizer.from_pretrained(folder, local_files_only=True))
+    fit_embeddings(model, tokenizer)
+    return prepare_quantized(model), tokenizer
+
+
+def prepare(store: Store, cfg: TrainConfig) -> _Prepared:
+    """Check every input and build the model and examples; nothing is recorded yet.
+
+    Raises BadInputError (or MissingDependencyError) naming the problem.
+    """
+    stage = get_stage(cfg.stage)
+    precision = precision_args(cfg.compute)
+    method = METHODS.get(cfg.method)
+    method.requires()
+    if stage.task != "causal":
+        raise BadInputError(f"stage {stage.name} is not a causal-LM stage")
+    train_info = resolve_dataset(store, cfg.dataset)
+    check_kind(train_info, stage.record_kinds, stage.name)
+    val_info = None
+    if cfg.validation_dataset:
+        val_info = resolve_dataset(store, cfg.validation_dataset)
+        check_kind(val_info, stage.record_kinds, stage.name)
+    records = select_records(cfg, train_info, val_info)
+    base_info = resolve_base(store, cfg.base)
+    is_tiny = base_info.meta.get("format") == "tiny"
+    if cfg.method == "qlora":
+        model, tokenizer = _load_quantized(base_info)
+    else:
+        model, tokenizer = load_base(
+            base_info,
+            tokenizer_texts=(
+                _texts(records.train, train_info.meta["record_kind"]) if is_tiny else None
+            ),
+            seed=cfg.seed,
+            tiny_vocab_size=cfg.tiny_vocab_size,
+        )
+    if base_info.meta.get("format") == "gguf":
+        _drop_gguf_marker(model)
+    if stage.from_scratch and not is_tiny:
+        model = _reinitialise(model, cfg.seed)
+    if cfg.dropout is not None:
+        _set_dropout(model, cfg.dropout)
+    train = stage.build_dataset(records.train, tokenizer, cfg)
+    validation = (
+        stage.build_dataset(records.validation, tokenizer, cfg) if records.validation else []
+    )
+    check_method(cfg, model)
+    # Adapters on weights the base artifact cannot rebuild need those weights kept beside them.
+    base_weights = model if cfg.is_adapter and (is_tiny or stage.from_scratch) else None
+    return _Prepared(
+        stage=stage,
+        base_info=base_info,
+        train_info=train_info,
+        val_info=val_info,
+        records=records,
+        model=model,
+        tokenizer=tokenizer,
+        train=train,
+        validation=validation,
+        base_weights=base_weights,
+        precision=precision,
+    )
+
+
+def _run_config(cfg: TrainConfig, p: _Prepared) -> dict[str, Any]:
+    return {
+        **cfg.model_dump(mode="json"),
+        "base_ref": p.base_info.ref,
+        "dataset_ref": p.train_info.ref,
+        "validation_ref": p.val_info.ref if p.val_info else None,
+    }
+
+
+def _find_resume(runs: Runs, cfg: TrainConfig, config: dict[str, Any]) -> tuple[str, str]:
+    """(checkpoint dir, last checkpoint) of the newest unfinished run of this model name."""
+    candidates = [
+        r
+        for r in runs.list(kind=RUN_KIND, name=cfg.model_name)
+        if r.status in ("failed", "interrupted") and r.checkpoint_dir
+    ]
+    for run in reversed(candidates):
+        last = (
+            get_last_checkpoint(run.checkpoint_dir) if Path(run.checkpoint_dir).is_dir() else None
+        )
+        if last is None:
+            continue
+        diff = [k for k in _RESUME_KEYS if run.config.get(k) != config.get(k)]
+        if diff:
+            raise BadInputError(
+                f"cannot resume run {run.short_id} of {cfg.model_name!r}: it was started with a "
+                f"different {', '.join(diff)}; train without resume or with the same settings"
+            )
+        return str(run.checkpoint_dir), last
+    raise BadInputError(
+        f"nothing to resume for {cfg.model_name!r}: no failed or interrupted run with a "
+        "checkpoint; train without resume"
+    )
+
+
+def _training_args(
+    cfg: TrainConfig, out_dir: str, precision: dict[str, Any], has_eval: bool
+) -> TrainingArguments:
+    # Fixed step intervals by default: "every epoch" means every step on a small dataset.
+    eval_strategy = "steps" if has_eval else "no"
+    return TrainingArguments(
+        output_dir=out_dir,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.scheduler,
+        warmup_steps=cfg.warmup_ratio,  # a float below 1 is a share of the steps
+        optim=_OPTIM[cfg.optimizer],
+        weight_decay=cfg.weight_decay,
+        gradient_accumulation_steps=cfg.grad_accum,
+        max_grad_norm=cfg.max_grad_norm,
+        logging_strategy="steps",
+        logging_steps=cfg.logging_steps,
+        eval_strategy=eval_strategy,
+        eval_steps=cfg.eval_steps or DEFAULT_INTERVAL,
+        eval_on_start=has_eval,
+        save_strategy="steps",
+        save_steps=cfg.save_steps or DEFAULT_INTERVAL,
+        save_total_limit=2,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        report_to=cfg.report_to or "none",
+        disable_tqdm=True,
+        include_num_input_tokens_seen="non_padding",
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        log_level="warning",
+        **precision,
+    )
+
+
+def _count(model: torch.nn.Module) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())
+
+
+def run_train(
+    store: Store,
+    cfg: TrainConfig,
+    progress: Progress = no_progress,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> TrainResult:
+    """Train per `cfg` and register the result as the next version of model `cfg.model_name`.
+
+    Every input is validated before training (BadInputError / MissingDependencyError, nothing
+    recorded). A failure during training marks the run "failed" (StageFailedError), a Ctrl-C
+    "interrupted"; both register nothing and keep the checkpoints, which `resume=True`
+    continues from. Per-step metrics (loss, lr, grad_norm, tokens_per_s, eval_loss, eval_ppl)
+    are stored with the run. `callbacks` are extra HF TrainerCallbacks (after luodi's own).
+    """
+    p = prepare(store, cfg)
+    runs = Runs(store)
+    config = _run_config(cfg, p)
+    resume_from: str | None = None
+    if cfg.resume:
+        ckpt_dir, resume_from = _find_resume(runs, cfg, config)
+    else:
+        home = store.settings.home.resolve()
+        ckpt_dir = str(home / "runs" / uuid.uuid4().hex / "checkpoints")
+    Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
+    base_dir = Path(ckpt_dir).parent / "base"
+    if p.base_weights is not None and not base_dir.is_dir():
+        with _quiet():
+            p.base_weights.save_pretrained(base_dir)  # before the adapter is injected into it
+
+    model = apply_method(cfg, p.model, p.stage.task)
+    method = METHODS.get(cfg.method)
+    optimizer = method.optimizer(cfg, model) if method.optimizer else None
+    trainable, total = _count(model)
+    args = _training_args(cfg, ckpt_dir, p.precision, bool(p.validation))
+    run_id = runs.start(RUN_KIND, cfg.model_name, config, checkpoint_dir=ckpt_dir)
+    metrics_cb = MetricsCallback(runs, run_id, progress)
+    interrupt = InterruptCallback()
+    all_callbacks: list[TrainerCallback] = [metrics_cb, interrupt]
+    early = EarlyStopping(cfg.early_stopping_patience) if cfg.early_stopping_patience else None
+    if early is not None and p.validation:
+        all_callbacks.append(early)
+    all_callbacks.extend(callbacks)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        data_collator=PadCollator(p.tokenizer.pad_token_id),
+        train_dataset=ExampleDataset(p.train),
+        eval_dataset=ExampleDataset(p.validation) if p.validation else None,
+        processing_class=p.tokenizer,
+        callbacks=all_callbacks,
+        optimizers=(optimizer, None),
+    )
+    for noisy in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(noisy)
+
+    started = time.monotonic()
+    try:
+        with interrupt.installed(), _quiet():
+            out = trainer.train(resume_from_checkpoint=resume_from)
+        if interrupt.requested:
+            raise KeyboardInterrupt
+        eval_loss = None
+        if p.validation:
+            eval_loss = float(trainer.evaluate()["eval_loss"])
+        metrics_cb.flush()
+    except KeyboardInterrupt:
+        _close(metrics_cb)
+        step = trainer.state.global_step
+        runs.finish(run_id, "interrupted", error=f"interrupted at step {step}")
+        raise StageFailedError(
+            f"training interrupted at step {step}; nothing registered, checkpoints kept in "
+            f"{ckpt_dir}: rerun with resume to continue"
+        ) from None
+    except Exception as exc:
+        _close(metrics_cb)
+        step = trainer.state.global_step
+        reason = exc.message if isinstance(exc, LuodiError) else f"{type(exc).__name__}: {exc}"
+        runs.finish(run_id, "failed", error=f"step {step}: {reason}")
+        if isinstance(exc, LuodiError):
+            raise
+        raise StageFailedError(
+            f"training failed at step {step} ({reason}); nothing registered, checkpoints kept "
+            f"in {ckpt_dir}: fix the cause and rerun with resume to continue"
+        ) from exc
+
+    seconds = time.monotonic() - started
+    tokens = trainer.state.num_input_tokens_seen
+    tokens_per_s = tokens / seconds if seconds > 0 and not resume_from else None
+    train_loss = metrics_cb.last.get("loss")
+    final = {
+        "steps": trainer.state.global_step,
+        "train_loss": train_loss,
+        "train_loss_mean": float(out.training_loss),
+        "eval_loss": eval_loss,
+        "eval_ppl": math.exp(min(eval_loss, 50.0)) if eval_loss is not None else None,
+        "tokens_per_s": tokens_per_s,
+        "train_tokens": tokens,
+        "seconds": seconds,
+        "early_stopped_at": early.stopped_at if early else None,
+    }
+    try:
+        with _quiet():
+            info = _register(
+                store, cfg, p, trainer.model, config, final, metrics_cb, run_id, base_dir
+            )
+    except BaseException as exc:
+        runs.finish(run_id, "failed", error=f"registering the model failed: {exc}")
+        raise
+    runs.finish(run_id, "succeeded", artifact=info)
+    return TrainResult(
+        model=info.ref,
+        run_id=run_id,
+        stage=cfg.stage,
+        method=cfg.method,
+        steps=trainer.state.global_step,
+        train_loss=train_loss,
+        eval_loss=eval_loss,
+        tokens_per_s=tokens_per_s,
+        train_examples=len(p.train),
+        validation_examples=len(p.validation),
+        trainable_parameters=trainable,
+        total_parameters=total,
+        path=str(info.path),
+        checkpoint_dir=ckpt_dir,
+        resumed_from=resume_from,
+    )
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence transformers' own progress bars: luodi reports progress through its callback."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
+def _close(metrics_cb: MetricsCallback) -> None:
+    with contextlib.suppress(Exception):  # keep the original error, not a logging one
+        metrics_cb.flush()
+
+
+def _register(
+    store: Store,
+    cfg: TrainConfig,
+    p: _Prepared,
+    model: torch.nn.Module,
+    config: dict[str, Any],
+    final: dict[str, Any],
+    metrics_cb: MetricsCallback,
+    run_id: str,
+    base_dir: Path,
+) -> ArtifactInfo:
+    """Register the trained model atomically with its base and datasets as parents."""
+    parents: list[tuple[ArtifactInfo, str]] = [(p.base_info, "base"), (p.train_info, "train")]
+    if p.val_info is not None:
+        parents.append((p.val_info, "validation"))
+    meta = {
+        "stage": cfg.stage,
+        "method": cfg.method,
+        "task": p.stage.task,
+        "adapter": cfg.is_adapter,
+        "base": {
+            "ref": p.base_info.ref,
+            "sha256": p.base_info.meta.get("sha256") or p.base_info.content_hash,
+            "source": p.base_info.meta.get("source"),
+            "saved": p.base_weights is not None,
+        },
+        "data": {
+            **p.records.source,
+            "train_records": len(p.records.train),
+            "validation_records": len(p.records.validation),
+            "train_examples": len(p.train),
+            "validation_examples": len(p.validation),
+        },
+        "metrics": final,
+        "config": config,
+        "run_id": run_id,
+    }
+    model.eval()
+    with store.create(KIND, cfg.model_name, parents=parents, meta=meta) as draft:
+        write_version_files(
+            draft.path,
+            model=model,  # type: ignore[arg-type]
+            tokenizer=p.tokenizer,
+            adapter=cfg.is_adapter,
+            config=cfg.model_dump(mode="json"),
+            stage=cfg.stage,
+            metrics={"final": final, "history": metrics_cb.history},
+            base_weights=base_dir if p.base_weights is not None else None,
+        )
+    assert draft.artifact is not None
+    return draft.artifact
+
+
+__all__ = ["TrainResult", "prepare", "run_train"]
