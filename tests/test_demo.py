@@ -95,3 +95,18 @@ def test_tickets_balanced_in_train_only(demo) -> None:
     counts = {label: train.count(label) for label in set(train)}
     assert len(set(counts.values())) == 1  # every class oversampled to the largest
     assert set(counts) == set(TRUTH["labels"]["counts"])
+
+
+@pytest.mark.slow
+def test_demo_trains_a_staged_model_with_lineage(demo) -> None:
+    res, store = demo
+    model = res["model"]
+    assert model["model"] == "xinghe-assistant:v1" and model["stage"] == "staging"
+    assert model["base"].startswith("smollm2-135m-instruct:")
+    tree = store.lineage(model["model"], "model")
+    train = next(p for p in tree.parents if p.role == "train")
+    faq = next(s["dataset"] for s in res["steps"] if s["record_kind"] == "qa")
+    assert train.ref == faq  # the split FAQ version
+    # down the chain: split ← clean ← ingest, whose sources are the FAQ files
+    raw = train.parents[0].parents[0]
+    assert {Path(s["path"]).name for s in raw.sources} == {"faq.xlsx", "faq_gbk.csv"}

@@ -14,13 +14,17 @@ def demo(
     examples: Path | None = typer.Option(
         None, "--examples", help="The examples/ folder (default: the bundled one)."
     ),
+    train: bool = typer.Option(
+        True, "--train/--no-train", help="Fine-tune SmolLM2 on the FAQ (about 2 minutes)."
+    ),
+    steps: int = typer.Option(30, "--steps", help="LoRA steps when training."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Run the lifecycle on the bundled sample enterprise (星河精密)."""
     from luodi.demo import run_demo
 
     with progress_bar(not as_json) as p:
-        res = run_demo(STATE.store(), examples, p)
+        res = run_demo(STATE.store(), examples, p, train=train, train_steps=steps)
     if as_json:
         emit_json(res)
         return
@@ -42,3 +46,10 @@ def demo(
     out.print(table("luodi demo: data stage", cols, rows))
     for s in res.steps:
         out.print(f"report {s.dataset.split(':')[0]}: {s.report_html}")
+    if res.model:
+        m = res.model
+        loss = f"{m.eval_loss:.3f}" if m.eval_loss is not None else "-"
+        out.print(
+            f"trained {m.model} ({m.stage}) from {m.base}: {m.steps} LoRA steps, "
+            f"validation loss {loss}; try: luodi chat {m.model}"
+        )

@@ -17,6 +17,14 @@ STAGE_HELP = {
     "sft": "Supervised fine-tuning on a qa dataset (loss on assistant tokens only).",
     "pretrain": "Pretrain from scratch (tiny:<preset>) on a text dataset, sequences packed.",
     "cpt": "Continued pretraining of an existing base model on a text dataset.",
+    "dpo": "Direct preference optimisation on a preference dataset (prompt/chosen/rejected) "
+    "against the base as reference.",
+    "reward": "Train a reward model (one-score head) on a preference dataset: chosen answers "
+    "score above rejected.",
+    "classify": "Train a sequence-classification head on a labeled dataset; reports validation "
+    "accuracy.",
+    "distill": "Distil a teacher (--set teacher=MODEL) into the base on a text or qa dataset: "
+    "KL to the teacher's logits + CE.",
 }
 
 
@@ -177,3 +185,47 @@ def show(
     out.print(table(f"run {info.id}", ["field", "value"], rows))
     if wrote:
         out.print(f"loss curve: {png}")
+
+
+@app.command()
+def sweep(
+    config: Path = typer.Option(..., "--config", help="Sweep YAML (grid or random search)."),
+    sets: list[str] = typer.Option(
+        [], "--set", help="A TrainConfig field for every trial, FIELD=VALUE (repeatable)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Grid or random search over TrainConfig fields; registers the best trial under the name.
+
+    Trials are versions of NAME-trial; the best is copied as the next version of NAME with
+    its trial as lineage parent.
+    """
+    from luodi.train.sweep import load_sweep_config, run_sweep
+
+    cfg = load_sweep_config(config)
+    if sets:
+        cfg = cfg.model_copy(update={"train": {**cfg.train, **_overrides(sets)}})
+    with progress_bar(not as_json) as p:
+        res = run_sweep(STATE.store(), cfg, p)
+    if as_json:
+        emit_json(res)
+        return
+    fields = list(res.trials[0].params) if res.trials else []
+    errors = any(t.error for t in res.trials)
+    rows = [
+        [
+            ("* " if t.index == res.best.index else "  ") + str(t.index),
+            *(t.params.get(f) for f in fields),
+            "ok" if t.status == "succeeded" else t.status,
+            _fmt(t.metric),
+            t.model or "-",
+            *([t.error or ""] if errors else []),
+        ]
+        for t in res.trials
+    ]
+    columns = ["trial", *fields, "status", res.metric, "model", *(["error"] if errors else [])]
+    out.print(table(f"sweep {res.run_id[:8]} ({res.mode} {res.metric})", columns, rows))
+    out.print(
+        f"best: trial {res.best.index} ({res.metric} {_fmt(res.best.metric)}) registered as "
+        f"{res.model}"
+    )

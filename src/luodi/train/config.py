@@ -16,11 +16,14 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    stage: Literal["sft", "pretrain", "cpt"] = Field(
+    stage: Literal["sft", "pretrain", "cpt", "dpo", "reward", "classify", "distill"] = Field(
         description=(
             "Training stage: sft (qa datasets, loss on assistant tokens), pretrain (text "
             "datasets, weights initialised from scratch with the base's architecture), cpt "
-            "(continued pretraining of the base's weights on text datasets)."
+            "(continued pretraining of the base's weights on text datasets), dpo (preference "
+            "datasets, direct preference optimisation), reward (preference datasets, a scalar "
+            "reward model), classify (labeled datasets, a sequence-classification head), "
+            "distill (text or qa datasets, the student learns the teacher's output distribution)."
         )
     )
     base: str = Field(
@@ -149,6 +152,33 @@ class TrainConfig(BaseModel):
     report_to: list[str] = Field(
         default_factory=list,
         description="Extra trackers passed to the HF Trainer (mlflow, tensorboard) if installed.",
+    )
+    teacher: str | None = Field(
+        default=None,
+        description=(
+            "distill: the teacher, a registered model version (NAME, NAME:vN, NAME@stage) or a "
+            "base model reference; it must share the student's tokenizer (a tiny student is "
+            "built on the teacher's)."
+        ),
+    )
+    distill_temperature: float = Field(
+        default=2.0,
+        gt=0,
+        description="distill: softmax temperature applied to teacher and student logits.",
+    )
+    distill_alpha: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "distill: weight of the KL term (alpha * T^2 * KL(teacher || student)); the data's "
+            "cross-entropy gets 1 - alpha."
+        ),
+    )
+    dpo_beta: float = Field(
+        default=0.1,
+        gt=0,
+        description="dpo: strength of the pull towards the reference model (higher = closer).",
     )
     tiny_vocab_size: int = Field(
         default=2000,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -118,3 +118,51 @@ class PadCollator:
             labels[i, :n] = torch.tensor(ex["labels"], dtype=torch.long)
             mask[i, :n] = 1
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+class Preference(NamedTuple):
+    """One preference pair: the record's id, its prompt and the better and worse answers."""
+
+    id: str
+    prompt: str
+    chosen: str
+    rejected: str
+
+
+def preference_pairs(records: list[Record]) -> list[Preference]:
+    """The pairs of every preference record that has a prompt and two distinct answers.
+
+    Records missing a field or whose chosen equals rejected teach nothing and are skipped;
+    BadInputError when none is left (naming why).
+    """
+    out: list[Preference] = []
+    incomplete = same = 0
+    for rec in records:
+        prompt, chosen, rejected = (rec.get(k) or "" for k in ("prompt", "chosen", "rejected"))
+        if not (prompt.strip() and chosen.strip() and rejected.strip()):
+            incomplete += 1
+        elif chosen == rejected:
+            same += 1
+        else:
+            out.append(Preference(str(rec.get("id") or "?"), prompt, chosen, rejected))
+    if not out:
+        raise BadInputError(
+            f"none of the {len(records)} preference record(s) can be trained on: {incomplete} "
+            f"lack a prompt, chosen or rejected text, {same} have chosen == rejected"
+        )
+    return out
+
+
+def check_prompt_lengths(lengths: list[tuple[str, int]], cutoff: int) -> None:
+    """BadInputError when some prompt (record id, token count) does not fit below `cutoff`.
+
+    Truncating such a prompt would train on answers to a question the model never sees.
+    """
+    too_long = [(rid, n) for rid, n in lengths if n >= cutoff]
+    if too_long:
+        worst = max(n for _, n in too_long)
+        raise BadInputError(
+            f"cutoff_len {cutoff} is shorter than the prompt of {len(too_long)} record(s) (e.g. "
+            f"{too_long[0][0]}: {too_long[0][1]} tokens before the answer); set cutoff_len above "
+            f"{worst} or shorten those prompts"
+        )

@@ -37,6 +37,7 @@ from luodi.data.records import get_kind
 from luodi.errors import BadInputError, LuodiError, StageFailedError
 from luodi.models.base import resolve_base
 from luodi.models.loading import load_base
+from luodi.models.tiny import build_tiny
 from luodi.progress import Progress, no_progress
 from luodi.store import ArtifactInfo, Store
 from luodi.store.runs import Runs
@@ -45,14 +46,33 @@ from luodi.train.compute import precision_args
 from luodi.train.config import TrainConfig
 from luodi.train.data import ExampleDataset, PadCollator, RecordSplit, check_kind, select_records
 from luodi.train.peft import METHODS, apply_method, check_method
-from luodi.train.stages import Example, Stage, get_stage
+from luodi.train.stages import (
+    Example,
+    Stage,
+    StageSetup,
+    TrainerContext,
+    custom_trainer,
+    get_stage,
+    has_custom_trainer,
+    stage_setup,
+)
 from luodi.train.versions import KIND, write_version_files
 
 RUN_KIND = "train"
 DEFAULT_INTERVAL = 100
 _OPTIM = {"adamw": "adamw_torch", "sgd": "sgd", "adafactor": "adafactor"}
 # Config fields a resumed run must share with the run it continues.
-_RESUME_KEYS = ("stage", "method", "base_ref", "dataset_ref", "cutoff_len", "tiny_vocab_size")
+_RESUME_KEYS = (
+    "stage",
+    "method",
+    "base_ref",
+    "dataset_ref",
+    "cutoff_len",
+    "tiny_vocab_size",
+    "teacher",
+)
+# Evaluation outputs that describe the run's speed, not the model.
+_EVAL_NOISE = ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "epoch")
 
 
 class TrainResult(BaseModel):
@@ -65,6 +85,10 @@ class TrainResult(BaseModel):
     steps: int = Field(description="Optimizer steps taken (in total, when resumed).")
     train_loss: float | None = Field(description="Last logged training loss.")
     eval_loss: float | None = Field(description="Validation loss at the end (None: no validation).")
+    eval_metrics: dict[str, float] = Field(
+        default_factory=dict,
+        description="Every validation metric at the end (e.g. eval_accuracy for classify).",
+    )
     tokens_per_s: float | None = Field(description="Training throughput over this run's steps.")
     train_examples: int
     validation_examples: int
@@ -90,6 +114,7 @@ class _Prepared:
     validation: list[Example]
     base_weights: PreTrainedModel | None
     precision: dict[str, Any]
+    setup: StageSetup
 
 
 def _texts(records: list[dict[str, Any]], kind_name: str) -> list[str]:
@@ -125,9 +150,11 @@ def _set_dropout(model: torch.nn.Module, p: float) -> None:
             m.attention_dropout = p  # type: ignore[assignment]
 
 
-def _load_quantized(info: ArtifactInfo) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def _load_quantized(
+    info: ArtifactInfo, task: str, num_labels: int | None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A 4-bit (NF4) base for qlora: only HF model folders can be quantised on load."""
-    from transformers import AutoTokenizer, BitsAndBytesConfig
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, BitsAndBytesConfig
 
     from luodi.models.chat import ensure_chat_template, fit_embeddings
     from luodi.train.peft import prepare_quantized
@@ -140,12 +167,54 @@ def _load_quantized(info: ArtifactInfo) -> tuple[PreTrainedModel, PreTrainedToke
     quant = BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
     )
-    model = AutoModelForCausalLM.from_pretrained(
-        folder, quantization_config=quant, local_files_only=True
-    )
+    auto = AutoModelForSequenceClassification if task == "classify" else AutoModelForCausalLM
+    extra = {"num_labels": num_labels} if task == "classify" else {}
+    model = auto.from_pretrained(folder, quantization_config=quant, local_files_only=True, **extra)
     tokenizer = ensure_chat_template(AutoTokenizer.from_pretrained(folder, local_files_only=True))
     fit_embeddings(model, tokenizer)
     return prepare_quantized(model), tokenizer
+
+
+def _load_model(
+    cfg: TrainConfig,
+    stage: Stage,
+    setup: StageSetup,
+    base_info: ArtifactInfo,
+    records: RecordSplit,
+    kind_name: str,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The base model with the stage's head, and its tokenizer (the stage's, when it sets one)."""
+    is_tiny = base_info.meta.get("format") == "tiny"
+    if cfg.method == "qlora":
+        model, tokenizer = _load_quantized(base_info, stage.task, setup.num_labels)
+    elif is_tiny and setup.tokenizer is not None:
+        preset = base_info.meta.get("preset") or str(base_info.meta["source"]).removeprefix("tiny:")
+        tokenizer = setup.tokenizer
+        model = build_tiny(
+            preset, tokenizer, task=stage.task, num_labels=setup.num_labels, seed=cfg.seed
+        )
+    else:
+        model, tokenizer = load_base(
+            base_info,
+            task=stage.task,
+            num_labels=setup.num_labels,
+            tokenizer_texts=_texts(records.train, kind_name) if is_tiny else None,
+            seed=cfg.seed,
+            tiny_vocab_size=cfg.tiny_vocab_size,
+        )
+    if setup.tokenizer is not None and tokenizer.get_vocab() != setup.tokenizer.get_vocab():
+        raise BadInputError(
+            f"stage {stage.name} needs the base to share its tokenizer, but base {base_info.ref} "
+            f"has a different vocabulary ({len(tokenizer)} vs {len(setup.tokenizer)} tokens); "
+            "use a base with the same tokenizer, or a tiny:<preset> base (built on it)"
+        )
+    if stage.task == "classify" and model.config.pad_token_id is None:
+        # Sequence classifiers find each row's last token through the pad id.
+        model.config.pad_token_id = tokenizer.pad_token_id
+    if setup.id2label is not None:
+        model.config.id2label = dict(setup.id2label)
+        model.config.label2id = {v: k for k, v in setup.id2label.items()}
+    return model, tokenizer
 
 
 def prepare(store: Store, cfg: TrainConfig) -> _Prepared:
@@ -157,8 +226,6 @@ def prepare(store: Store, cfg: TrainConfig) -> _Prepared:
     precision = precision_args(cfg.compute)
     method = METHODS.get(cfg.method)
     method.requires()
-    if stage.task != "causal":
-        raise BadInputError(f"stage {stage.name} is not a causal-LM stage")
     train_info = resolve_dataset(store, cfg.dataset)
     check_kind(train_info, stage.record_kinds, stage.name)
     val_info = None
@@ -166,19 +233,12 @@ def prepare(store: Store, cfg: TrainConfig) -> _Prepared:
         val_info = resolve_dataset(store, cfg.validation_dataset)
         check_kind(val_info, stage.record_kinds, stage.name)
     records = select_records(cfg, train_info, val_info)
+    setup = stage_setup(stage, store, cfg, records)
     base_info = resolve_base(store, cfg.base)
     is_tiny = base_info.meta.get("format") == "tiny"
-    if cfg.method == "qlora":
-        model, tokenizer = _load_quantized(base_info)
-    else:
-        model, tokenizer = load_base(
-            base_info,
-            tokenizer_texts=(
-                _texts(records.train, train_info.meta["record_kind"]) if is_tiny else None
-            ),
-            seed=cfg.seed,
-            tiny_vocab_size=cfg.tiny_vocab_size,
-        )
+    model, tokenizer = _load_model(
+        cfg, stage, setup, base_info, records, train_info.meta["record_kind"]
+    )
     if base_info.meta.get("format") == "gguf":
         _drop_gguf_marker(model)
     if stage.from_scratch and not is_tiny:
@@ -204,6 +264,7 @@ def prepare(store: Store, cfg: TrainConfig) -> _Prepared:
         validation=validation,
         base_weights=base_weights,
         precision=precision,
+        setup=setup,
     )
 
 
@@ -244,10 +305,11 @@ def _find_resume(runs: Runs, cfg: TrainConfig, config: dict[str, Any]) -> tuple[
 
 def _training_args(
     cfg: TrainConfig, out_dir: str, precision: dict[str, Any], has_eval: bool
-) -> TrainingArguments:
+) -> dict[str, Any]:
+    """TrainingArguments keyword arguments (TRL's config classes take the same ones)."""
     # Fixed step intervals by default: "every epoch" means every step on a small dataset.
     eval_strategy = "steps" if has_eval else "no"
-    return TrainingArguments(
+    return dict(
         output_dir=out_dir,
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
@@ -327,32 +389,35 @@ def run_train(
     if early is not None and p.validation:
         all_callbacks.append(early)
     all_callbacks.extend(callbacks)
-    trainer = Trainer(
+    ctx = TrainerContext(
+        cfg=cfg,
         model=model,
+        tokenizer=p.tokenizer,
+        train=p.train,
+        validation=p.validation,
         args=args,
-        data_collator=PadCollator(p.tokenizer.pad_token_id),
-        train_dataset=ExampleDataset(p.train),
-        eval_dataset=ExampleDataset(p.validation) if p.validation else None,
-        processing_class=p.tokenizer,
         callbacks=all_callbacks,
-        optimizers=(optimizer, None),
+        optimizer=optimizer,
+        setup=p.setup,
     )
-    for noisy in (PrinterCallback, ProgressCallback):
-        trainer.remove_callback(noisy)
-
+    trainer: Trainer | None = None
     started = time.monotonic()
     try:
+        with _quiet():
+            trainer = _make_trainer(p.stage, ctx)
         with interrupt.installed(), _quiet():
             out = trainer.train(resume_from_checkpoint=resume_from)
         if interrupt.requested:
             raise KeyboardInterrupt
-        eval_loss = None
+        eval_metrics: dict[str, float] = {}
         if p.validation:
-            eval_loss = float(trainer.evaluate()["eval_loss"])
+            with _quiet():
+                eval_metrics = _eval_metrics(trainer.evaluate())
+        eval_loss = eval_metrics.get("eval_loss")
         metrics_cb.flush()
     except KeyboardInterrupt:
         _close(metrics_cb)
-        step = trainer.state.global_step
+        step = trainer.state.global_step if trainer is not None else 0
         runs.finish(run_id, "interrupted", error=f"interrupted at step {step}")
         raise StageFailedError(
             f"training interrupted at step {step}; nothing registered, checkpoints kept in "
@@ -360,7 +425,7 @@ def run_train(
         ) from None
     except Exception as exc:
         _close(metrics_cb)
-        step = trainer.state.global_step
+        step = trainer.state.global_step if trainer is not None else 0
         reason = exc.message if isinstance(exc, LuodiError) else f"{type(exc).__name__}: {exc}"
         runs.finish(run_id, "failed", error=f"step {step}: {reason}")
         if isinstance(exc, LuodiError):
@@ -374,12 +439,15 @@ def run_train(
     tokens = trainer.state.num_input_tokens_seen
     tokens_per_s = tokens / seconds if seconds > 0 and not resume_from else None
     train_loss = metrics_cb.last.get("loss")
+    # Perplexity only means something for a plain language-modelling loss.
+    lm_loss = eval_loss is not None and not has_custom_trainer(p.stage)
     final = {
+        **eval_metrics,
         "steps": trainer.state.global_step,
         "train_loss": train_loss,
         "train_loss_mean": float(out.training_loss),
         "eval_loss": eval_loss,
-        "eval_ppl": math.exp(min(eval_loss, 50.0)) if eval_loss is not None else None,
+        "eval_ppl": math.exp(min(eval_loss, 50.0)) if lm_loss and eval_loss is not None else None,
         "tokens_per_s": tokens_per_s,
         "train_tokens": tokens,
         "seconds": seconds,
@@ -402,6 +470,7 @@ def run_train(
         steps=trainer.state.global_step,
         train_loss=train_loss,
         eval_loss=eval_loss,
+        eval_metrics=eval_metrics,
         tokens_per_s=tokens_per_s,
         train_examples=len(p.train),
         validation_examples=len(p.validation),
@@ -413,18 +482,52 @@ def run_train(
     )
 
 
+def _make_trainer(stage: Stage, ctx: TrainerContext) -> Trainer:
+    """The stage's own trainer, or the HF Trainer over padded input_ids/labels rows."""
+    trainer = custom_trainer(stage, ctx)
+    if trainer is None:
+        trainer = Trainer(
+            model=ctx.model,
+            args=TrainingArguments(**ctx.args),
+            data_collator=PadCollator(ctx.tokenizer.pad_token_id),
+            train_dataset=ExampleDataset(ctx.train),
+            eval_dataset=ExampleDataset(ctx.validation) if ctx.validation else None,
+            processing_class=ctx.tokenizer,
+            callbacks=ctx.callbacks,
+            optimizers=(ctx.optimizer, None),
+        )
+    for noisy in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(noisy)
+    return trainer
+
+
+def _eval_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The numeric validation metrics that describe the model (not the evaluation's speed)."""
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if k not in _EVAL_NOISE and isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """Silence transformers' own progress bars: luodi reports progress through its callback."""
+    """Silence transformers' and datasets' own progress bars (TRL trainers tokenize with
+    `datasets.map`): luodi reports progress through its callback."""
+    from datasets.utils import logging as ds_logging
     from transformers.utils import logging as hf_logging
 
     was = hf_logging.is_progress_bar_enabled()
+    was_ds = ds_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
+    ds_logging.disable_progress_bar()
     try:
         yield
     finally:
         if was:
             hf_logging.enable_progress_bar()
+        if was_ds:
+            ds_logging.enable_progress_bar()
 
 
 def _close(metrics_cb: MetricsCallback) -> None:
@@ -447,7 +550,15 @@ def _register(
     parents: list[tuple[ArtifactInfo, str]] = [(p.base_info, "base"), (p.train_info, "train")]
     if p.val_info is not None:
         parents.append((p.val_info, "validation"))
+    parents.extend(p.setup.parents)
+    # An artifact is a parent once (the store keys lineage by child and parent): validating on
+    # the training dataset, or distilling from the base itself, keeps the first role.
+    unique: dict[tuple[str, str, int], tuple[ArtifactInfo, str]] = {}
+    for artifact, role in parents:
+        unique.setdefault((artifact.kind, artifact.name, artifact.version), (artifact, role))
+    parents = list(unique.values())
     meta = {
+        **p.setup.meta,
         "stage": cfg.stage,
         "method": cfg.method,
         "task": p.stage.task,

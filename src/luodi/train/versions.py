@@ -19,6 +19,7 @@ import torch
 import yaml
 from transformers import (
     AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -78,10 +79,28 @@ def write_version_files(
     )
 
 
+def _task(info: ArtifactInfo) -> str:
+    """ "classify" for classifiers and reward models, "causal" for language models."""
+    return str(info.meta.get("task") or "causal")
+
+
+def _auto_class(info: ArtifactInfo) -> Any:
+    if _task(info) == "classify":
+        return AutoModelForSequenceClassification
+    return AutoModelForCausalLM
+
+
+def _num_labels(info: ArtifactInfo) -> int | None:
+    if _task(info) != "classify":
+        return None
+    labels = info.meta.get("labels")
+    return len(labels) if labels else 1  # a reward model: one scalar output
+
+
 def _base_model(store: Store, info: ArtifactInfo, dtype: torch.dtype) -> PreTrainedModel:
-    """The base weights an adapter version was trained on."""
+    """The base weights an adapter version was trained on (with its head for classifiers)."""
     if (info.path / "base").is_dir():
-        return AutoModelForCausalLM.from_pretrained(
+        return _auto_class(info).from_pretrained(
             info.path / "base", dtype=dtype, local_files_only=True
         )
     base = info.meta.get("base") or {}
@@ -92,7 +111,11 @@ def _base_model(store: Store, info: ArtifactInfo, dtype: torch.dtype) -> PreTrai
             f"(sha256 {base_info.meta.get('sha256')} != {base['sha256']})"
         )
     model, _ = load_base(
-        base_info, dtype=dtype, seed=int(info.meta.get("config", {}).get("seed", 0))
+        base_info,
+        task=_task(info),  # type: ignore[arg-type]
+        num_labels=_num_labels(info),
+        dtype=dtype,
+        seed=int(info.meta.get("config", {}).get("seed", 0)),
     )
     return model
 
@@ -104,11 +127,13 @@ def load_model_version(
 
     Full versions load their own weights; adapter versions load the base (from `base/` or the
     base artifact, checked against the recorded sha256) with the adapter on top (a PeftModel).
+    Versions of classifying stages (classify, reward) load as sequence classifiers whose config
+    maps head indices to label names (`id2label`).
     """
     info = resolve_model(store, ref)
     tokenizer = AutoTokenizer.from_pretrained(info.path / "tokenizer", local_files_only=True)
     if (info.path / "model").is_dir():
-        model = AutoModelForCausalLM.from_pretrained(
+        model = _auto_class(info).from_pretrained(
             info.path / "model", dtype=dtype, local_files_only=True
         )
     elif (info.path / "adapter").is_dir():
