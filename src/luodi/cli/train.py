@@ -59,6 +59,10 @@ def _stage_command(stage: str):  # noqa: ANN202 - a Typer command factory
         cutoff_len: int | None = typer.Option(None, "--cutoff-len"),
         compute: str | None = typer.Option(None, "--compute", help="fp32, bf16, fp16 (GPU)."),
         resume: bool = typer.Option(False, "--resume", help="Continue the last interrupted run."),
+        launcher: str | None = typer.Option(
+            None, "--launcher", help="local or torchrun (DDP over --nproc processes)."
+        ),
+        nproc: int | None = typer.Option(None, "--nproc", help="Processes for torchrun."),
         sets: list[str] = typer.Option(
             [], "--set", help="Any TrainConfig field, FIELD=VALUE (repeatable)."
         ),
@@ -80,6 +84,8 @@ def _stage_command(stage: str):  # noqa: ANN202 - a Typer command factory
             "cutoff_len": cutoff_len,
             "compute": compute,
             "resume": resume or None,
+            "launcher": launcher,
+            "nproc": nproc,
         }
         cfg = load_train_config(config, {**_overrides(sets), **flags})
         with progress_bar(not as_json) as p:

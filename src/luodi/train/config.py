@@ -149,6 +149,21 @@ class TrainConfig(BaseModel):
             "checkpoint."
         ),
     )
+    launcher: Literal["local", "torchrun"] = Field(
+        default="local",
+        description=(
+            "local: this process. torchrun: `nproc` processes with DDP (gloo on CPU, NCCL on "
+            "GPU); FSDP or DeepSpeed through the `fsdp` / `deepspeed` fields."
+        ),
+    )
+    nproc: int = Field(default=1, ge=1, description="Processes per node with launcher torchrun.")
+    fsdp: str | None = Field(
+        default=None,
+        description="FSDP options passed to the Trainer, e.g. 'full_shard auto_wrap' (GPU).",
+    )
+    deepspeed: Path | None = Field(
+        default=None, description="DeepSpeed config JSON passed to the Trainer (needs deepspeed)."
+    )
     report_to: list[str] = Field(
         default_factory=list,
         description="Extra trackers passed to the HF Trainer (mlflow, tensorboard) if installed.",

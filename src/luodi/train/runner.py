@@ -11,7 +11,9 @@ failed or interrupted, registers nothing and keeps the checkpoints for `resume`.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import math
+import os
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -22,7 +24,6 @@ from typing import Any
 import torch
 from pydantic import BaseModel, Field
 from transformers import (
-    AutoModelForCausalLM,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     Trainer,
@@ -33,11 +34,8 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from luodi.data.datasets import resolve as resolve_dataset
-from luodi.data.records import get_kind
-from luodi.errors import BadInputError, LuodiError, StageFailedError
+from luodi.errors import BadInputError, LuodiError, MissingDependencyError, StageFailedError
 from luodi.models.base import resolve_base
-from luodi.models.loading import load_base
-from luodi.models.tiny import build_tiny
 from luodi.progress import Progress, no_progress
 from luodi.store import ArtifactInfo, Store
 from luodi.store.runs import Runs
@@ -45,6 +43,16 @@ from luodi.train.callbacks import EarlyStopping, InterruptCallback, MetricsCallb
 from luodi.train.compute import precision_args
 from luodi.train.config import TrainConfig
 from luodi.train.data import ExampleDataset, PadCollator, RecordSplit, check_kind, select_records
+from luodi.train.distributed import (
+    RUN_DIR_ENV,
+    NullRuns,
+    ddp_args,
+    in_launch,
+    is_main,
+    launch_torchrun,
+    world_size,
+)
+from luodi.train.modelprep import drop_gguf_marker, load_model, reinitialise, set_dropout
 from luodi.train.peft import METHODS, apply_method, check_method
 from luodi.train.stages import (
     Example,
@@ -117,104 +125,25 @@ class _Prepared:
     setup: StageSetup
 
 
-def _texts(records: list[dict[str, Any]], kind_name: str) -> list[str]:
-    kind = get_kind(kind_name)
-    return [t for r in records for t in kind.texts(r) if t]
+_INTEGRATIONS = {"mlflow": "mlflow", "tensorboard": "tensorboard", "wandb": "wandb"}
 
 
-def _reinitialise(model: PreTrainedModel, seed: int) -> PreTrainedModel:
-    """Fresh weights with the same architecture (pretraining from scratch on a real base)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        fresh = AutoModelForCausalLM.from_config(model.config)
-    fresh.generation_config = model.generation_config
-    return fresh
-
-
-def _drop_gguf_marker(model: PreTrainedModel) -> None:
-    """Forget that weights came from GGUF: transformers dequantizes them to plain tensors on
-    load but keeps a "gguf quantized" marker that makes the Trainer refuse to train them."""
-    model.hf_quantizer = None
-    if "is_quantized" in vars(model):
-        model.is_quantized = False
-    if "quantization_method" in vars(model):
-        del model.quantization_method
-    if getattr(model.config, "quantization_config", None) is not None:
-        del model.config.quantization_config
-
-
-def _set_dropout(model: torch.nn.Module, p: float) -> None:
-    model.config.attention_dropout = p  # type: ignore[union-attr]
-    for m in model.modules():
-        if isinstance(getattr(m, "attention_dropout", None), float):
-            m.attention_dropout = p  # type: ignore[assignment]
-
-
-def _load_quantized(
-    info: ArtifactInfo, task: str, num_labels: int | None
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A 4-bit (NF4) base for qlora: only HF model folders can be quantised on load."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, BitsAndBytesConfig
-
-    from luodi.models.chat import ensure_chat_template, fit_embeddings
-    from luodi.train.peft import prepare_quantized
-
-    if info.meta.get("format") != "hf":
-        raise BadInputError(
-            f"qlora needs an HF model folder as base; {info.ref} is {info.meta.get('format')}"
-        )
-    folder = Path(info.meta.get("path") or info.meta["source"])
-    quant = BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
-    )
-    auto = AutoModelForSequenceClassification if task == "classify" else AutoModelForCausalLM
-    extra = {"num_labels": num_labels} if task == "classify" else {}
-    model = auto.from_pretrained(folder, quantization_config=quant, local_files_only=True, **extra)
-    tokenizer = ensure_chat_template(AutoTokenizer.from_pretrained(folder, local_files_only=True))
-    fit_embeddings(model, tokenizer)
-    return prepare_quantized(model), tokenizer
-
-
-def _load_model(
-    cfg: TrainConfig,
-    stage: Stage,
-    setup: StageSetup,
-    base_info: ArtifactInfo,
-    records: RecordSplit,
-    kind_name: str,
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The base model with the stage's head, and its tokenizer (the stage's, when it sets one)."""
-    is_tiny = base_info.meta.get("format") == "tiny"
-    if cfg.method == "qlora":
-        model, tokenizer = _load_quantized(base_info, stage.task, setup.num_labels)
-    elif is_tiny and setup.tokenizer is not None:
-        preset = base_info.meta.get("preset") or str(base_info.meta["source"]).removeprefix("tiny:")
-        tokenizer = setup.tokenizer
-        model = build_tiny(
-            preset, tokenizer, task=stage.task, num_labels=setup.num_labels, seed=cfg.seed
-        )
-    else:
-        model, tokenizer = load_base(
-            base_info,
-            task=stage.task,
-            num_labels=setup.num_labels,
-            tokenizer_texts=_texts(records.train, kind_name) if is_tiny else None,
-            seed=cfg.seed,
-            tiny_vocab_size=cfg.tiny_vocab_size,
-        )
-    if setup.tokenizer is not None and tokenizer.get_vocab() != setup.tokenizer.get_vocab():
-        raise BadInputError(
-            f"stage {stage.name} needs the base to share its tokenizer, but base {base_info.ref} "
-            f"has a different vocabulary ({len(tokenizer)} vs {len(setup.tokenizer)} tokens); "
-            "use a base with the same tokenizer, or a tiny:<preset> base (built on it)"
-        )
-    if stage.task == "classify" and model.config.pad_token_id is None:
-        # Sequence classifiers find each row's last token through the pad id.
-        model.config.pad_token_id = tokenizer.pad_token_id
-    if setup.id2label is not None:
-        model.config.id2label = dict(setup.id2label)
-        model.config.label2id = {v: k for k, v in setup.id2label.items()}
-    return model, tokenizer
+def _check_integrations(cfg: TrainConfig) -> None:
+    """report_to targets and DeepSpeed must be installed before a run starts."""
+    for target in cfg.report_to:
+        module = _INTEGRATIONS.get(target)
+        if module is None:
+            known = ", ".join(sorted(_INTEGRATIONS))
+            raise BadInputError(f"report_to {target!r} is not supported; use one of: {known}")
+        if importlib.util.find_spec(module) is None:
+            raise MissingDependencyError(
+                f"report_to {target} needs it installed: pip install {module}"
+            )
+    if cfg.deepspeed is not None:
+        if not cfg.deepspeed.is_file():
+            raise BadInputError(f"deepspeed config {cfg.deepspeed} does not exist")
+        if importlib.util.find_spec("deepspeed") is None:
+            raise MissingDependencyError("deepspeed is not installed: pip install deepspeed (GPU)")
 
 
 def prepare(store: Store, cfg: TrainConfig) -> _Prepared:
@@ -223,6 +152,7 @@ def prepare(store: Store, cfg: TrainConfig) -> _Prepared:
     Raises BadInputError (or MissingDependencyError) naming the problem.
     """
     stage = get_stage(cfg.stage)
+    _check_integrations(cfg)
     precision = precision_args(cfg.compute)
     method = METHODS.get(cfg.method)
     method.requires()
@@ -236,15 +166,15 @@ def prepare(store: Store, cfg: TrainConfig) -> _Prepared:
     setup = stage_setup(stage, store, cfg, records)
     base_info = resolve_base(store, cfg.base)
     is_tiny = base_info.meta.get("format") == "tiny"
-    model, tokenizer = _load_model(
+    model, tokenizer = load_model(
         cfg, stage, setup, base_info, records, train_info.meta["record_kind"]
     )
     if base_info.meta.get("format") == "gguf":
-        _drop_gguf_marker(model)
+        drop_gguf_marker(model)
     if stage.from_scratch and not is_tiny:
-        model = _reinitialise(model, cfg.seed)
+        model = reinitialise(model, cfg.seed)
     if cfg.dropout is not None:
-        _set_dropout(model, cfg.dropout)
+        set_dropout(model, cfg.dropout)
     train = stage.build_dataset(records.train, tokenizer, cfg)
     validation = (
         stage.build_dataset(records.validation, tokenizer, cfg) if records.validation else []
@@ -274,6 +204,7 @@ def _run_config(cfg: TrainConfig, p: _Prepared) -> dict[str, Any]:
         "base_ref": p.base_info.ref,
         "dataset_ref": p.train_info.ref,
         "validation_ref": p.val_info.ref if p.val_info else None,
+        "world_size": world_size(),
     }
 
 
@@ -338,6 +269,9 @@ def _training_args(
         remove_unused_columns=False,
         dataloader_num_workers=0,
         log_level="warning",
+        fsdp=cfg.fsdp or "",
+        deepspeed=str(cfg.deepspeed) if cfg.deepspeed else None,
+        **ddp_args(),
         **precision,
     )
 
@@ -352,7 +286,7 @@ def run_train(
     cfg: TrainConfig,
     progress: Progress = no_progress,
     callbacks: Sequence[TrainerCallback] = (),
-) -> TrainResult:
+) -> TrainResult | None:
     """Train per `cfg` and register the result as the next version of model `cfg.model_name`.
 
     Every input is validated before training (BadInputError / MissingDependencyError, nothing
@@ -360,19 +294,27 @@ def run_train(
     "interrupted"; both register nothing and keep the checkpoints, which `resume=True`
     continues from. Per-step metrics (loss, lr, grad_norm, tokens_per_s, eval_loss, eval_ppl)
     are stored with the run. `callbacks` are extra HF TrainerCallbacks (after luodi's own).
+    With `launcher: torchrun` the run happens in `nproc` worker processes (validated here
+    first); inside a launch only rank 0 records and registers, other ranks return None.
     """
     p = prepare(store, cfg)
-    runs = Runs(store)
+    if cfg.launcher == "torchrun" and not in_launch():
+        return launch_torchrun(store, cfg, p.base_info)
+    main = is_main()
+    runs: Runs | NullRuns = Runs(store) if main else NullRuns()
+    progress = progress if main else no_progress
     config = _run_config(cfg, p)
     resume_from: str | None = None
     if cfg.resume:
-        ckpt_dir, resume_from = _find_resume(runs, cfg, config)
+        ckpt_dir, resume_from = _find_resume(runs, cfg, config)  # type: ignore[arg-type]
+    elif in_launch():
+        ckpt_dir = str(Path(os.environ[RUN_DIR_ENV]) / "checkpoints")
     else:
         home = store.settings.home.resolve()
         ckpt_dir = str(home / "runs" / uuid.uuid4().hex / "checkpoints")
     Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
     base_dir = Path(ckpt_dir).parent / "base"
-    if p.base_weights is not None and not base_dir.is_dir():
+    if main and p.base_weights is not None and not base_dir.is_dir():
         with _quiet():
             p.base_weights.save_pretrained(base_dir)  # before the adapter is injected into it
 
@@ -435,6 +377,8 @@ def run_train(
             f"in {ckpt_dir}: fix the cause and rerun with resume to continue"
         ) from exc
 
+    if not main:
+        return None  # rank 0 registers the version
     seconds = time.monotonic() - started
     tokens = trainer.state.num_input_tokens_seen
     tokens_per_s = tokens / seconds if seconds > 0 and not resume_from else None
