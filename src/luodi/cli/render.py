@@ -18,6 +18,7 @@ from rich.progress import (
     TaskID,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 from rich.table import Table
 
@@ -48,6 +49,21 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any
     return t
 
 
+# Shown first, in this order; other metrics fill up to MAX_METRICS.
+PREFERRED = ("loss", "eval_loss", "lr", "tokens_per_s")
+MAX_METRICS = 4
+
+
+def _metrics_text(metrics: dict[str, Any]) -> str:
+    keys = [k for k in PREFERRED if k in metrics]
+    keys += [k for k in metrics if k not in keys and k not in ("epoch", "grad_norm")]
+    parts = []
+    for k in keys[:MAX_METRICS]:
+        v = metrics[k]
+        parts.append(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}")
+    return " · ".join(parts)
+
+
 class RichProgress:
     """A Progress callback that drives one Rich progress bar per task name."""
 
@@ -69,7 +85,7 @@ class RichProgress:
         tid = self.tasks[task]
         desc = task if not message else f"{task}: {message[:40]}"
         if metrics:
-            desc += " " + " ".join(f"{k}={v}" for k, v in metrics.items())
+            desc += " " + _metrics_text(metrics)
         self.progress.update(tid, advance=advance, description=desc)
         if total is not None:
             self.progress.update(tid, total=total)
@@ -87,6 +103,8 @@ def progress_bar(enabled: bool = True) -> Iterator[ProgressFn]:
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
         console=err,
         transient=False,
     ) as p:
