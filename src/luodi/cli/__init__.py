@@ -34,10 +34,12 @@ def _root(
 
 def _register_groups() -> None:
     from luodi.cli import chat, data, demo, models, train
+    from luodi.cli import eval as eval_cli
 
     app.add_typer(data.app, name="data", help="Ingest, clean, split, balance and export datasets.")
     app.add_typer(train.app, name="train", help="Train models: sft, pretrain, cpt; runs.")
     app.add_typer(models.app, name="models", help="Base models and the model registry.")
+    app.add_typer(eval_cli.app, name="eval", help="Evaluate: run suites, show, compare, gate.")
     app.command("demo", help="Run the lifecycle on the bundled sample enterprise.")(demo.demo)
     app.command("chat")(chat.chat)  # its docstring is the help: it lists the chat commands
 

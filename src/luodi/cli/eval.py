@@ -1,0 +1,166 @@
+"""`luodi eval …`: run suites, show runs, compare them, gate releases (thin over luodi.eval)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from luodi.cli.render import emit_json, err, out, progress_bar, table
+from luodi.cli.state import STATE
+
+app = typer.Typer(no_args_is_help=True)
+
+JSON = typer.Option(False, "--json", help="Print the result as JSON.")
+_PROBLEMS_SHOWN = 10
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.4f}" if abs(v) < 1000 else f"{v:.1f}"
+
+
+def _print_run(res: Any) -> None:
+    """The run's tasks as a table, then its problems (first few per task)."""
+    rows = []
+    for t in res.tasks:
+        head = [
+            t.name,
+            t.dataset + (f" [{t.split}]" if t.split else ""),
+            t.status,
+            f"{t.counts.scored}/{t.counts.records}",
+            t.counts.skipped,
+            t.counts.errors,
+        ]
+        metrics = list(t.metrics.items()) or [("-", None)]
+        for i, (name, value) in enumerate(metrics):
+            rows.append([*(head if i == 0 else [""] * len(head)), name, _fmt(value)])
+    title = f"eval run {res.run}: {res.target} ({res.status})"
+    columns = ["task", "dataset", "status", "scored", "skip", "err", "metric", "value"]
+    out.print(table(title, columns, rows))
+    for t in res.tasks:
+        if t.error:
+            err.print(f"{t.name}: partial: {t.error}", highlight=False, markup=False)
+        for p in t.problems[:_PROBLEMS_SHOWN]:
+            where = p.location or p.id
+            out.print(f"{t.name}: {p.kind} {where} (id {p.id}): {p.reason}", highlight=False)
+        more = t.counts.skipped + t.counts.errors - min(len(t.problems), _PROBLEMS_SHOWN)
+        if more > 0:
+            out.print(f"{t.name}: … {more} more problem rows (see results.json)", highlight=False)
+
+
+@app.command("run")
+def run(
+    target: str = typer.Argument(
+        ...,
+        help="NAME[:vN|@STAGE], a base model or path, or openai:http://HOST:PORT/v1#MODEL.",
+    ),
+    suite: Path = typer.Option(..., "--suite", help="Suite YAML (name + tasks)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for everything random (same seed, same run)."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Forward-pass batch of a local model."),
+    as_json: bool = JSON,
+) -> None:
+    """Score a target on a suite and store the run (exit 1 when the run is partial)."""
+    from luodi.eval import load_suite, run_eval
+
+    spec = load_suite(suite)
+    with progress_bar(not as_json) as p:
+        res = run_eval(STATE.store(), target, spec, seed=seed, batch_size=batch_size, progress=p)
+    if as_json:
+        emit_json(res)
+    else:
+        _print_run(res)
+        out.print(f"stored as {res.run} in {res.path}", highlight=False)
+    if res.status != "complete":
+        err.print(
+            f"run {res.run} is PARTIAL: the target failed mid-run; its metrics cover only the "
+            "items scored before the failure",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+
+
+@app.command("show")
+def show(
+    run: str = typer.Argument(..., help="Eval run, SUITE or SUITE:vN."),
+    as_json: bool = JSON,
+) -> None:
+    """Show a stored eval run: tasks, metrics, counts and problem rows."""
+    from luodi.eval import show_run
+
+    res = show_run(STATE.store(), run)
+    if as_json:
+        emit_json(res)
+        return
+    _print_run(res)
+    out.print(f"files: {res.path}", highlight=False)
+
+
+@app.command("compare")
+def compare(
+    runs: list[str] = typer.Argument(..., help="Eval runs (SUITE:vN or a model ref), 2 or more."),
+    seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+    as_json: bool = JSON,
+) -> None:
+    """Compare runs metric by metric against the first, with bootstrap 95% intervals."""
+    from luodi.eval.compare import compare_runs
+
+    cmp = compare_runs(STATE.store(), runs, seed=seed)
+    if as_json:
+        emit_json(cmp)
+        return
+    refs = [r.ref for r in cmp.runs]
+    rows = []
+    for t in cmp.tasks:
+        for m in t.metrics:
+            diffs = []
+            for d in m.diffs:
+                if d.diff is None:
+                    diffs.append("-")
+                    continue
+                text = f"{d.diff:+.4f}"
+                if d.ci is not None:
+                    text += f" [{d.ci.low:+.4f}, {d.ci.high:+.4f}]"
+                mark = {"better": " ▲", "worse": " ▼"}.get(d.change, "")
+                diffs.append(text + mark + (" *" if d.significant else ""))
+            rows.append([t.task, m.metric, *(_fmt(v) for v in m.values), *diffs])
+    columns = ["task", "metric", *refs, *(f"{r} − {refs[0]}" for r in refs[1:])]
+    out.print(table(f"compare ({cmp.confidence:.0%} bootstrap CI)", columns, rows))
+    partial = [r.ref for r in cmp.runs if r.status != "complete"]
+    if partial:
+        err.print(f"partial runs (metrics cover fewer items): {', '.join(partial)}")
+    out.print("* significant; ▲ better, ▼ worse (by each metric's direction)", highlight=False)
+
+
+@app.command("gate")
+def gate_(
+    candidate: str = typer.Argument(..., help="The candidate eval run, SUITE or SUITE:vN."),
+    against: str = typer.Option(
+        "production",
+        "--against",
+        help="Baseline eval run (SUITE:vN, a model ref) or 'production': the run of the "
+        "candidate's model in production on the same suite and datasets.",
+    ),
+    rules: Path = typer.Option(..., "--rules", help="Gate rules YAML (thresholds, no_regression)."),
+    as_json: bool = JSON,
+) -> None:
+    """Check a candidate run against rules and a baseline; exit 0 on pass, 1 on fail."""
+    from luodi.eval.compare import gate, load_gate_rules
+    from luodi.eval.runner import production_run
+
+    spec = load_gate_rules(rules)
+    store = STATE.store()
+    baseline = production_run(store, candidate).ref if against == "production" else against
+    verdict = gate(store, candidate, baseline, spec)
+    if as_json:
+        emit_json(verdict)
+    else:
+        rows = [[c.name, "pass" if c.passed else "FAIL", c.detail] for c in verdict.checks]
+        title = f"gate {verdict.candidate} against {verdict.against}"
+        out.print(table(title, ["check", "result", "detail"], rows))
+        word = "PASSED" if verdict.passed else "FAILED"
+        out.print(f"{word}; verdict stored as {verdict.ref}", highlight=False)
+    if not verdict.passed:
+        raise typer.Exit(1)
