@@ -42,6 +42,7 @@ bench: install
 	$(PY) bench/bench_clean.py
 	$(PY) bench/bench_dedup.py
 	$(PY) bench/bench_train.py
+	$(PY) bench/bench_eval.py
 
 clean:
 	rm -rf $(VENV) .luodi build *.egg-info
