@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from luodi.cli.render import emit_json, out, progress_bar, table
+from luodi.cli.render import emit_json, lineage_tree, out, progress_bar, table
 from luodi.cli.state import STATE
 from luodi.data.report import DatasetResult
 from luodi.errors import BadInputError
@@ -315,8 +315,6 @@ def lineage(
     as_json: bool = JSON,
 ) -> None:
     """Walk a version's parents back to its source files (path + sha256)."""
-    from rich.tree import Tree
-
     from luodi.data.datasets import KIND
 
     node = STATE.store().lineage(dataset, KIND)
@@ -324,15 +322,7 @@ def lineage(
         emit_json(node)
         return
 
-    def build(tree: Tree, n) -> None:  # noqa: ANN001
-        for s in n.sources:
-            tree.add(f"[dim]{s['path']}  sha256:{s['sha256'][:12]}[/dim]")
-        for p in n.parents:
-            build(tree.add(f"{p.kind} {p.ref} ({p.role})"), p)
-
-    root = Tree(f"{node.kind} {node.ref}  {node.content_hash[:12]}")
-    build(root, node)
-    out.print(root)
+    out.print(lineage_tree(node))
 
 
 @app.command()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from luodi.cli.render import emit_json, out, table
+from luodi.cli.render import emit_json, lineage_tree, out, table
 from luodi.cli.state import STATE
 
 app = typer.Typer(no_args_is_help=True)
@@ -106,8 +106,6 @@ def lineage(
     ref: str = typer.Argument(..., help="NAME, NAME:vN or NAME@stage."), as_json: bool = JSON
 ) -> None:
     """The chain from a model version back to its base, datasets and source files."""
-    from rich.tree import Tree
-
     from luodi.registry.stages import resolve_model
 
     store = STATE.store()
@@ -117,15 +115,7 @@ def lineage(
         emit_json(node)
         return
 
-    def build(tree: Tree, n) -> None:  # noqa: ANN001
-        for s in n.sources:
-            tree.add(f"[dim]{s['path']}  sha256:{s['sha256'][:12]}[/dim]")
-        for p in n.parents:
-            build(tree.add(f"{p.kind} {p.ref} ({p.role})"), p)
-
-    root = Tree(f"{node.kind} {node.ref}  {node.content_hash[:12]}")
-    build(root, node)
-    out.print(root)
+    out.print(lineage_tree(node))
 
 
 def _change(res, as_json: bool) -> None:  # noqa: ANN001

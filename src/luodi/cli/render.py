@@ -64,6 +64,21 @@ def _metrics_text(metrics: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
+def lineage_tree(node: Any) -> Any:
+    """A Rich tree of a LineageNode: each parent with its role, source files with sha256."""
+    from rich.tree import Tree
+
+    def build(tree: Tree, n: Any) -> None:
+        for src in n.sources:
+            tree.add(f"[dim]{src['path']}  sha256:{src['sha256'][:12]}[/dim]")
+        for p in n.parents:
+            build(tree.add(f"{p.kind} {p.ref} ({p.role})"), p)
+
+    root = Tree(f"{node.kind} {node.ref}  {node.content_hash[:12]}")
+    build(root, node)
+    return root
+
+
 class RichProgress:
     """A Progress callback that drives one Rich progress bar per task name."""
 
