@@ -14,15 +14,8 @@ import numpy as np
 import pytest
 
 from luodi.errors import BadInputError, NotFoundError
-from luodi.eval.compare import (
-    EVAL_GATE,
-    GateRules,
-    compare_runs,
-    gate,
-    gate_rules_yaml,
-    load_gate_rules,
-    resolve_eval_run,
-)
+from luodi.eval.compare import compare_runs, resolve_eval_run
+from luodi.eval.gate import EVAL_GATE, GateRules, gate, gate_rules_yaml, load_gate_rules
 from luodi.eval.stats import bootstrap_ci, bootstrap_diff
 from luodi.registry.stages import set_stage
 from luodi.store import ArtifactInfo, Store

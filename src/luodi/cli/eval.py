@@ -147,7 +147,7 @@ def gate_(
     as_json: bool = JSON,
 ) -> None:
     """Check a candidate run against rules and a baseline; exit 0 on pass, 1 on fail."""
-    from luodi.eval.compare import gate, load_gate_rules
+    from luodi.eval.gate import gate, load_gate_rules
     from luodi.eval.runner import production_run
 
     spec = load_gate_rules(rules)
