@@ -8,7 +8,6 @@ it was generated to its end; a cancelled or abandoned one leaves the history as 
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +23,7 @@ from transformers import (
 
 from luodi.errors import BadInputError, LuodiError, NotFoundError, StageFailedError
 from luodi.models.chat import ensure_chat_template, fit_embeddings, stop_token_ids
+from luodi.progress import quiet_hf_bars
 from luodi.store import Store
 
 Message = dict[str, str]
@@ -199,20 +199,6 @@ class ChatSession:
         return "".join(self.send(text)).strip()
 
 
-@contextlib.contextmanager
-def _quiet_loading() -> Iterator[None]:
-    """No transformers "Loading weights" bar: the chat's own output is the conversation."""
-    from transformers.utils import logging as hf_logging
-
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
-
-
 def _names(store: Store, kind: str) -> str:
     return ", ".join(sorted({a.name for a in store.list(kind)})) or "none yet"
 
@@ -235,7 +221,7 @@ def load_chat_model(store: Store, ref: str) -> tuple[PreTrainedModel, PreTrained
         if "@" in ref:  # a stage alias only ever names a model version
             raise
     else:
-        with _quiet_loading():
+        with quiet_hf_bars():
             model, tokenizer = load_model_version(store, info.ref)
         return model, tokenizer, info.ref
     try:
@@ -251,7 +237,7 @@ def load_chat_model(store: Store, ref: str) -> tuple[PreTrainedModel, PreTrained
             f"{base.ref} is an untrained tiny model whose tokenizer is trained with it; chat "
             "with a model version trained from it (luodi models list)"
         )
-    with _quiet_loading():
+    with quiet_hf_bars():
         model, tokenizer = load_base(base)
     return model, tokenizer, base.ref
 

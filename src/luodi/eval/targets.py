@@ -25,9 +25,8 @@ TargetError, which tasks turn into partial results.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import torch
@@ -35,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from luodi.errors import BadInputError, NotFoundError, StageFailedError
+from luodi.progress import quiet_hf_bars
 from luodi.store import ArtifactInfo, Store
 
 Message = dict[str, str]
@@ -97,20 +97,6 @@ def _render_key(prompt: Prompt) -> Any:
 def _accepts(model: Any, name: str) -> bool:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return name in inspect.signature(base.forward).parameters
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """No transformers loading bars: the eval's own progress is what the user watches."""
-    from transformers.utils import logging as hf_logging
-
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
 
 
 class _Job:
@@ -470,7 +456,7 @@ def open_target(store: Store, ref: str, *, batch_size: int = 16) -> Target:
                 f"{info.ref} is a reward model: it scores answers and cannot be evaluated as "
                 "a target; evaluate the policy model instead"
             )
-        with _quiet():
+        with quiet_hf_bars():
             model_, tokenizer = load_model_version(store, info.ref)
         if info.meta.get("task") == "classify":
             return LocalClassifierTarget(
@@ -492,7 +478,7 @@ def open_target(store: Store, ref: str, *, batch_size: int = 16) -> Target:
             f"{base.ref} is an untrained tiny model (its tokenizer is trained with it); "
             "evaluate a model version trained from it"
         )
-    with _quiet():
+    with quiet_hf_bars():
         model_, tokenizer = load_base(base)
     return LocalCausalTarget(
         model_, tokenizer, ref=base.ref, artifact=base, kind="base_model", batch_size=batch_size

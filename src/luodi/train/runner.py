@@ -16,7 +16,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from luodi.data.datasets import resolve as resolve_dataset
 from luodi.errors import BadInputError, LuodiError, MissingDependencyError, StageFailedError
 from luodi.models.base import resolve_base
-from luodi.progress import Progress, no_progress
+from luodi.progress import Progress, no_progress, quiet_hf_bars
 from luodi.store import ArtifactInfo, Store
 from luodi.store.runs import Runs
 from luodi.train.callbacks import EarlyStopping, InterruptCallback, MetricsCallback
@@ -315,7 +315,7 @@ def run_train(
     Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
     base_dir = Path(ckpt_dir).parent / "base"
     if main and p.base_weights is not None and not base_dir.is_dir():
-        with _quiet():
+        with quiet_hf_bars():
             p.base_weights.save_pretrained(base_dir)  # before the adapter is injected into it
 
     model = apply_method(cfg, p.model, p.stage.task)
@@ -345,15 +345,15 @@ def run_train(
     trainer: Trainer | None = None
     started = time.monotonic()
     try:
-        with _quiet():
+        with quiet_hf_bars():
             trainer = _make_trainer(p.stage, ctx)
-        with interrupt.installed(), _quiet():
+        with interrupt.installed(), quiet_hf_bars():
             out = trainer.train(resume_from_checkpoint=resume_from)
         if interrupt.requested:
             raise KeyboardInterrupt
         eval_metrics: dict[str, float] = {}
         if p.validation:
-            with _quiet():
+            with quiet_hf_bars():
                 eval_metrics = _eval_metrics(trainer.evaluate())
         eval_loss = eval_metrics.get("eval_loss")
         metrics_cb.flush()
@@ -398,7 +398,7 @@ def run_train(
         "early_stopped_at": early.stopped_at if early else None,
     }
     try:
-        with _quiet():
+        with quiet_hf_bars():
             info = _register(
                 store, cfg, p, trainer.model, config, final, metrics_cb, run_id, base_dir
             )
@@ -452,26 +452,6 @@ def _eval_metrics(metrics: dict[str, Any]) -> dict[str, float]:
         for k, v in metrics.items()
         if k not in _EVAL_NOISE and isinstance(v, int | float) and not isinstance(v, bool)
     }
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence transformers' and datasets' own progress bars (TRL trainers tokenize with
-    `datasets.map`): luodi reports progress through its callback."""
-    from datasets.utils import logging as ds_logging
-    from transformers.utils import logging as hf_logging
-
-    was = hf_logging.is_progress_bar_enabled()
-    was_ds = ds_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    ds_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
-        if was_ds:
-            ds_logging.enable_progress_bar()
 
 
 def _close(metrics_cb: MetricsCallback) -> None:
