@@ -6,7 +6,9 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 def luodi_bin() -> str:
@@ -29,3 +31,25 @@ def run_cli(
             f"luodi {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
         )
     return proc
+
+
+def save_qa(store: Any, pairs: Sequence[tuple[str, str]], name: str = "faq") -> str:
+    """Register single-turn question/answer `pairs` as version 1 of qa dataset `name`."""
+    from luodi.data.datasets import save_dataset
+    from luodi.data.records import get_kind, make_record
+    from luodi.data.report import DatasetReport
+
+    kind = get_kind("qa")
+    recs = [
+        make_record(
+            kind,
+            source="/faq.csv",
+            source_sha256="0" * 64,
+            location=f"row {i}",
+            ordinal=0,
+            messages=[{"role": "user", "content": q}, {"role": "assistant", "content": a}],
+        )
+        for i, (q, a) in enumerate(pairs)
+    ]
+    report = DatasetReport(name=name, stage="ingest", record_kind="qa")
+    return save_dataset(store, report, [recs]).dataset

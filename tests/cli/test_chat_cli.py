@@ -11,13 +11,10 @@ import pytest
 
 from luodi.chat import ChatSession, load_chat_model
 from luodi.config import Settings
-from luodi.data.datasets import save_dataset
-from luodi.data.records import get_kind, make_record
-from luodi.data.report import DatasetReport
 from luodi.errors import BadInputError, NotFoundError
 from luodi.store import Store
 from luodi.train import TrainConfig, run_train
-from tests.helpers import luodi_bin, run_cli
+from tests.helpers import luodi_bin, run_cli, save_qa
 
 QA = [
     ("What are the office hours?", "Monday to Friday, 9am to 6pm."),
@@ -31,21 +28,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A luodi home holding model `helpdesk:v1`, trained to memorise QA."""
     home = tmp_path_factory.mktemp("chat") / "home"
     store = Store(Settings(home=home))
-    kind = get_kind("qa")
-    recs = [
-        make_record(
-            kind,
-            source="/faq.csv",
-            source_sha256="0" * 64,
-            location=f"row {i}",
-            ordinal=0,
-            messages=[{"role": "user", "content": q}, {"role": "assistant", "content": a}],
-        )
-        for i, (q, a) in enumerate(QA)
-    ]
-    ds = save_dataset(
-        store, DatasetReport(name="faq", stage="ingest", record_kind="qa"), [recs]
-    ).dataset
+    ds = save_qa(store, QA)
     cfg = TrainConfig(
         stage="sft",
         base="tiny:test",

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from tests.helpers import save_qa
 
-from luodi.data.datasets import save_dataset
-from luodi.data.records import get_kind, make_record
-from luodi.data.report import DatasetReport
 from luodi.errors import BadInputError, MissingDependencyError
 from luodi.store import Store
 from luodi.store.runs import Runs
@@ -18,20 +16,7 @@ QA = [("保修期多久？", "两年。"), ("How to reset AL-101?", "Press RESET
 
 
 def _faq(store: Store) -> str:
-    kind = get_kind("qa")
-    recs = [
-        make_record(
-            kind,
-            source="/faq.csv",
-            source_sha256="0" * 64,
-            location=f"row {i}",
-            ordinal=i,
-            messages=[{"role": "user", "content": q}, {"role": "assistant", "content": a}],
-        )
-        for i, (q, a) in enumerate(QA * 4)
-    ]
-    report = DatasetReport(name="faq", stage="ingest", record_kind="qa")
-    return save_dataset(store, report, [recs]).dataset
+    return save_qa(store, QA * 4)
 
 
 @pytest.mark.slow

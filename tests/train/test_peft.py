@@ -6,11 +6,9 @@ from typing import Any
 
 import pytest
 import torch
+from tests.helpers import save_qa
 from transformers import TrainerCallback
 
-from luodi.data.datasets import save_dataset
-from luodi.data.records import get_kind, make_record
-from luodi.data.report import DatasetReport
 from luodi.errors import BadInputError, MissingDependencyError
 from luodi.models.tiny import build_tiny, train_tokenizer
 from luodi.store import Store
@@ -28,20 +26,7 @@ LLAMA_LINEARS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
 
 
 def qa_dataset(store: Store) -> str:
-    kind = get_kind("qa")
-    recs = [
-        make_record(
-            kind,
-            source="/faq.csv",
-            source_sha256="0" * 64,
-            location=f"row {i}",
-            ordinal=0,
-            messages=[{"role": "user", "content": q}, {"role": "assistant", "content": a}],
-        )
-        for i, (q, a) in enumerate(PAIRS)
-    ]
-    report = DatasetReport(name="faq", stage="ingest", record_kind="qa")
-    return save_dataset(store, report, [recs]).dataset
+    return save_qa(store, PAIRS)
 
 
 def cfg_for(dataset: str, **kw: Any) -> TrainConfig:

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from tests.helpers import save_qa
 from transformers import TrainerCallback
 
 from luodi.data.datasets import save_dataset
@@ -34,20 +35,7 @@ QA = [
 
 
 def qa_dataset(store: Store, name: str = "faq", pairs: list[tuple[str, str]] = QA) -> str:
-    kind = get_kind("qa")
-    recs = [
-        make_record(
-            kind,
-            source="/faq.csv",
-            source_sha256="0" * 64,
-            location=f"row {i}",
-            ordinal=0,
-            messages=[{"role": "user", "content": q}, {"role": "assistant", "content": a}],
-        )
-        for i, (q, a) in enumerate(pairs)
-    ]
-    report = DatasetReport(name=name, stage="ingest", record_kind="qa")
-    return save_dataset(store, report, [recs]).dataset
+    return save_qa(store, pairs, name)
 
 
 def sft_config(dataset: str, **kw: Any) -> TrainConfig:

@@ -9,12 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from tests.helpers import run_cli
+from tests.helpers import run_cli, save_qa
 
 from luodi.config import Settings
-from luodi.data.datasets import save_dataset
-from luodi.data.records import get_kind, make_record
-from luodi.data.report import DatasetReport
 from luodi.errors import BadInputError, StageFailedError
 from luodi.store import Store
 from luodi.store.runs import Runs
@@ -56,20 +53,7 @@ TRAIN = {
 
 
 def qa_dataset(store: Store, name: str = "faq") -> str:
-    kind = get_kind("qa")
-    recs = [
-        make_record(
-            kind,
-            source="/faq.csv",
-            source_sha256="0" * 64,
-            location=f"row {i}",
-            ordinal=0,
-            messages=[{"role": "user", "content": q}, {"role": "assistant", "content": a}],
-        )
-        for i, (q, a) in enumerate(QA)
-    ]
-    report = DatasetReport(name=name, stage="ingest", record_kind="qa")
-    return save_dataset(store, report, [recs]).dataset
+    return save_qa(store, QA, name)
 
 
 def _logits(store: Store, ref: str) -> torch.Tensor:
