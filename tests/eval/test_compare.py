@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tests.helpers import run_cli
 
 from luodi.errors import BadInputError, NotFoundError
 from luodi.eval.compare import compare_runs, resolve_eval_run
@@ -64,13 +65,16 @@ def make_run(
     status: str = "complete",
     target: ArtifactInfo | None = None,
     suite: str = SUITE,
+    measured: list[str] | None = None,
 ) -> ArtifactInfo:
-    """Register an eval run the way the runner does (results.json + meta + target parent)."""
+    """Register an eval run the way the runner does (results.json + meta + target parent);
+    `measured` lists the tasks whose numbers are measurements (meta `measured_tasks`)."""
     meta = {
         "suite": suite,
         "status": status,
         "target": {"ref": target.ref if target else "http://upstream/v1", "hash": "x"},
         "metrics": {t: v["metrics"] for t, v in tasks.items()},
+        "measured_tasks": measured or [],
     }
     parents = [(target, "target")] if target else []
     with store.create("eval_run", suite, parents=parents, meta=meta) as d:
@@ -201,6 +205,80 @@ def test_compare_three_runs_and_tasks_missing_from_one(store: Store, base_f1: np
     # nll rose by 0.5: lower is better, so that is significantly worse.
     assert not wiki["nll"].higher_is_better
     assert wiki["nll"].diffs[1].change == "worse" and wiki["nll"].diffs[1].ci.low > 0.4
+
+
+def _speed(latency: np.ndarray) -> dict[str, Any]:
+    """An efficiency-like task: per-item latency_s, reported percentiles (seconds)."""
+    items = [{"id": f"p{i}", "scores": {"latency_s": float(x)}} for i, x in enumerate(latency)]
+    metrics = {"latency_p50": float(np.percentile(latency, 50))}
+    return {"metrics": metrics, "items": items}
+
+
+def test_measured_tasks_are_untested_in_compare_but_gate_rules_naming_them_check_them(
+    store: Store, base_f1: np.ndarray
+) -> None:
+    fast = np.random.default_rng(4).uniform(0.1, 0.2, N)
+    slow = fast + 0.5  # every request half a second slower
+    a = make_run(store, {"faq": _faq(base_f1), "speed": _speed(fast)}, measured=["speed"])
+    b = make_run(
+        store,
+        {"faq": _faq(_shifted(base_f1, -0.2)), "speed": _speed(slow)},
+        measured=["speed"],
+    )
+    tasks = {t.task: t for t in compare_runs(store, [a.ref, b.ref]).tasks}
+    speed = {m.metric: m for m in tasks["speed"].metrics}
+    assert set(speed) == {"latency_p50", "latency_s"}
+    for row in speed.values():
+        d = row.diffs[0]
+        assert row.measured and d.ci is None and not d.significant and d.change == "untested"
+    assert speed["latency_s"].diffs[0].diff == pytest.approx(0.5)
+    faq = {m.metric: m for m in tasks["faq"].metrics}
+    assert not faq["token_f1"].measured and faq["token_f1"].diffs[0].change == "worse"
+    # The same numbers from runs that do not mark the task measured: a significant regression.
+    c = make_run(store, {"speed": _speed(fast)})
+    d = make_run(store, {"speed": _speed(slow)})
+    (plain,) = compare_runs(store, [c.ref, d.ref]).tasks
+    row = {m.metric: m for m in plain.metrics}["latency_s"]
+    assert not row.measured and row.diffs[0].change == "worse"
+    # A gate rule naming a measured metric checks it: the interval, and thresholds.
+    rules = GateRules.model_validate(
+        {
+            "thresholds": {"speed.latency_p50": {"max": 0.5}},
+            "no_regression": ["speed.latency_s"],
+        }
+    )
+    verdict = gate(store, b.ref, a.ref, rules, save=False)
+    checks = {ch.name: ch for ch in verdict.checks}
+    reg = checks["no_regression speed.latency_s"]
+    assert not reg.passed and reg.ci is not None and reg.ci.low > 0.45
+    thr = checks["threshold speed.latency_p50"]
+    assert not thr.passed and thr.value == pytest.approx(float(np.percentile(slow, 50)))
+    assert gate(store, a.ref, a.ref, rules, save=False).passed
+
+
+def _robust(drop: np.ndarray) -> dict[str, Any]:
+    """A robustness-like task: per-item consistency and drop, per-kind drop reported."""
+    items = [
+        {"id": f"r{i}", "scores": {"consistency": 1.0 - float(x), "drop": float(x)}}
+        for i, x in enumerate(drop)
+    ]
+    metrics = {"drop": float(drop.mean()), "drop.typo": float(drop.mean())}
+    return {"metrics": metrics, "items": items}
+
+
+def test_a_rise_in_robustness_drop_is_a_regression(store: Store) -> None:
+    low = np.random.default_rng(6).uniform(0.0, 0.1, N)
+    a = make_run(store, {"robust": _robust(low)})
+    b = make_run(store, {"robust": _robust(low + 0.2)})
+    rows = {m.metric: m for m in compare_runs(store, [a.ref, b.ref]).tasks[0].metrics}
+    assert not rows["drop"].higher_is_better and not rows["drop.typo"].higher_is_better
+    assert rows["drop"].diffs[0].diff == pytest.approx(0.2)
+    assert rows["drop"].diffs[0].change == "worse"
+    assert rows["consistency"].higher_is_better and rows["consistency"].diffs[0].change == "worse"
+    # ... and the gate fails it; the reverse change passes.
+    rules = GateRules.model_validate({"no_regression": ["robust.drop"]})
+    assert not gate(store, b.ref, a.ref, rules, save=False).passed
+    assert gate(store, a.ref, b.ref, rules, save=False).passed
 
 
 def test_compare_falls_back_to_unpaired_when_no_item_matches(
@@ -465,3 +543,13 @@ def test_unreadable_results_are_bad_input(store: Store) -> None:
         compare_runs(store, [f"{SUITE}:v1", f"{SUITE}:v2"])
     with pytest.raises(BadInputError, match=r"support-suite:v2: .* has no `tasks` mapping"):
         compare_runs(store, [f"{SUITE}:v2", f"{SUITE}:v2"])
+
+
+def test_cli_compare_marks_measured_metrics(store: Store, tmp_path: Path) -> None:
+    fast = np.random.default_rng(4).uniform(0.1, 0.2, 40)
+    a = make_run(store, {"speed": _speed(fast)}, measured=["speed"])
+    b = make_run(store, {"speed": _speed(fast + 0.5)}, measured=["speed"])
+    out = run_cli("eval", "compare", a.ref, b.ref, home=tmp_path / "home").stdout
+    assert "latency_s ~" in out and "latency_p50 ~" in out and "~ measured" in out
+    table = out.split("* significant")[0]
+    assert "+0.5" in table and "▼" not in table and "*" not in table  # no interval, no verdict

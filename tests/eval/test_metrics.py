@@ -240,3 +240,6 @@ def test_metric_directions() -> None:
     assert higher_is_better("per_class.billing.f1")
     assert not higher_is_better("perplexity")
     assert not higher_is_better("latency_p95") and not higher_is_better("per_subject.law.nll")
+    # robustness: the score lost under perturbation, overall and per kind
+    assert not higher_is_better("drop") and not higher_is_better("drop.typo")
+    assert higher_is_better("accuracy_perturbed.typo") and higher_is_better("consistency")

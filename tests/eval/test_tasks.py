@@ -430,3 +430,24 @@ def test_suite_validation_errors(trained: tuple[Store, str]) -> None:
         with pytest.raises(BadInputError, match=message):
             run_eval(store, model, parse_suite({"name": "s", "tasks": [task]}))
     assert len(store.list("eval_run")) == before
+
+
+def test_every_registered_task_is_described_and_ranks_items_by_a_score_it_writes() -> None:
+    from luodi.eval.tasks import TASKS, EvalTask
+
+    names = TASKS.names()
+    assert len(names) == 7
+    description = EvalTask.model_fields["task"].description or ""
+    for name in names:
+        assert name in description, name
+    # main_score is a per-item score each task writes (see the tasks' `"scores"` dicts).
+    assert {n: TASKS.get(n).main_score for n in names} == {
+        "choice": "accuracy",
+        "classify": "accuracy",
+        "efficiency": "latency_s",
+        "generate": "token_f1",
+        "perplexity": "nll",
+        "robustness": "consistency",
+        "safety": "refusal_rate",
+    }
+    assert [n for n in names if TASKS.get(n).measured] == ["efficiency"]

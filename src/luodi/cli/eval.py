@@ -28,7 +28,7 @@ def _print_run(res: Any) -> None:
     for t in res.tasks:
         head = [
             t.name,
-            t.dataset + (f" [{t.split}]" if t.split else ""),
+            (t.dataset or "built-in") + (f" [{t.split}]" if t.split else ""),
             t.status,
             f"{t.counts.scored}/{t.counts.records}",
             t.counts.skipped,
@@ -125,13 +125,20 @@ def compare(
                     text += f" [{d.ci.low:+.4f}, {d.ci.high:+.4f}]"
                 mark = {"better": " ▲", "worse": " ▼"}.get(d.change, "")
                 diffs.append(text + mark + (" *" if d.significant else ""))
-            rows.append([t.task, m.metric, *(_fmt(v) for v in m.values), *diffs])
+            name = m.metric + (" ~" if m.measured else "")
+            rows.append([t.task, name, *(_fmt(v) for v in m.values), *diffs])
     columns = ["task", "metric", *refs, *(f"{r} − {refs[0]}" for r in refs[1:])]
     out.print(table(f"compare ({cmp.confidence:.0%} bootstrap CI)", columns, rows))
     partial = [r.ref for r in cmp.runs if r.status != "complete"]
     if partial:
         err.print(f"partial runs (metrics cover fewer items): {', '.join(partial)}")
     out.print("* significant; ▲ better, ▼ worse (by each metric's direction)", highlight=False)
+    if any(m.measured for t in cmp.tasks for m in t.metrics):
+        out.print(
+            "~ measured (timings, memory): varies with the machine and its load, so not tested "
+            "for significance; a gate rule naming it still checks it",
+            highlight=False,
+        )
 
 
 @app.command("gate")
@@ -164,3 +171,32 @@ def gate_(
         out.print(f"{word}; verdict stored as {verdict.ref}", highlight=False)
     if not verdict.passed:
         raise typer.Exit(1)
+
+
+@app.command("report")
+def report(
+    run: str = typer.Argument(..., help="Eval run, SUITE or SUITE:vN."),
+    against: list[str] = typer.Option(
+        [],
+        "--against",
+        help="Baseline run to compare with (SUITE:vN, a model ref or a stage); repeatable.",
+    ),
+    out_file: Path | None = typer.Option(
+        None, "--out", help="HTML file to write (default ./SUITE-vN-report.html); JSON beside it."
+    ),
+    open_: bool = typer.Option(False, "--open", help="Open the page in a web browser."),
+    as_json: bool = JSON,
+) -> None:
+    """Write a self-contained HTML report of an eval run (and its JSON) outside the store."""
+    from luodi.eval.report import build_report
+
+    res = build_report(STATE.store(), run, against, out_file)
+    if as_json:
+        emit_json(res)
+    else:
+        out.print(f"report of {res.run}: {res.path}", highlight=False)
+        out.print(f"json: {res.json_path}", highlight=False)
+    if open_:
+        import webbrowser
+
+        webbrowser.open(Path(res.path).resolve().as_uri())

@@ -88,7 +88,7 @@ def chart_labels(labels: Sequence[str]) -> list[str]:
     return [lab if drawable(lab) else f"[{i}]" for i, lab in enumerate(labels, 1)]
 
 
-def _png(draw: Any, size: tuple[float, float] = (5.2, 2.6)) -> str:
+def png(draw: Any, size: tuple[float, float] = (5.2, 2.6)) -> str:
     """Render `draw(ax)` to a base64 PNG data URI."""
     from matplotlib import rc_context
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -118,7 +118,7 @@ def bar_chart(counts: dict[str, int], title: str, xlabel: str) -> str:
         ax.set_xlabel(xlabel)
         ax.set_title(title)
 
-    return _png(draw, (5.2, 0.6 + 0.22 * max(len(values), 3)))
+    return png(draw, (5.2, 0.6 + 0.22 * max(len(values), 3)))
 
 
 def hist_chart(edges: list[float], counts: list[int], title: str, xlabel: str, log: bool) -> str:
@@ -134,7 +134,7 @@ def hist_chart(edges: list[float], counts: list[int], title: str, xlabel: str, l
         ax.set_ylabel("records")
         ax.set_title(title)
 
-    return _png(draw)
+    return png(draw)
 
 
 def img(uri: str, alt: str) -> str:

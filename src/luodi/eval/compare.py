@@ -9,7 +9,10 @@ the reported one, or the mean of its per-item scores when only those exist.
 Differences are against the first run. The interval comes from the per-item scores: paired
 over the items both runs scored (matched by id; items in only one run are counted and left
 out), or unpaired over each run's items when no id matches. Corpus-level metrics without
-per-item scores (BLEU, chrF, macro F1) get a difference but no interval.
+per-item scores (BLEU, chrF, macro F1) get a difference but no interval, and so do the
+metrics of measured tasks (the run's meta `measured_tasks`, e.g. efficiency timings and
+memory: they move with the machine and its load, so a "significant" change would mean
+nothing); a gate rule that names one still checks it (gate.py).
 """
 
 from __future__ import annotations
@@ -50,6 +53,11 @@ class _Run(BaseModel):
     @property
     def status(self) -> str:
         return str(self.info.meta.get("status", "complete"))
+
+    @property
+    def measured(self) -> frozenset[str]:
+        """Labels of the run's tasks whose numbers are measurements (timings, memory)."""
+        return frozenset(str(t) for t in self.info.meta.get("measured_tasks") or [])
 
 
 def _flatten(values: Any, prefix: str = "") -> dict[str, float]:
@@ -183,7 +191,7 @@ class MetricDiff(BaseModel):
     significant: bool = Field(description="The interval excludes 0.")
     change: Change = Field(
         description="better/worse when significant (by the metric's direction), unchanged "
-        "when not, untested without per-item scores."
+        "when not, untested without per-item scores or for a measured task's metric."
     )
 
 
@@ -192,6 +200,10 @@ class MetricRow(BaseModel):
 
     metric: str
     higher_is_better: bool
+    measured: bool = Field(
+        default=False,
+        description="A measurement (timing, memory) of a measured task: no interval, untested.",
+    )
     values: list[float | None] = Field(description="Value per run, in the order compared.")
     diffs: list[MetricDiff] = Field(description="Each run after the first against the first.")
 
@@ -285,13 +297,16 @@ def _compare(runs: list[_Run], *, n: int, seed: int, confidence: float) -> Compa
     for name in task_names:
         per_run = [r.tasks.get(name) for r in runs]
         base = per_run[0]
+        measured = any(name in r.measured for r in runs)
         rows: list[MetricRow] = []
         for metric in _metric_names(per_run):
             up = higher_is_better(metric)
             values = [_value(t, metric) for t in per_run]
             diffs = []
             for r, t, v in zip(runs[1:], per_run[1:], values[1:], strict=True):
-                ci = _diff_ci(base, t, metric, n=n, seed=seed, conf=confidence)
+                ci = (
+                    None if measured else _diff_ci(base, t, metric, n=n, seed=seed, conf=confidence)
+                )
                 diffs.append(
                     MetricDiff(
                         run=r.info.ref,
@@ -301,7 +316,15 @@ def _compare(runs: list[_Run], *, n: int, seed: int, confidence: float) -> Compa
                         change=_change(ci, up),
                     )
                 )
-            rows.append(MetricRow(metric=metric, higher_is_better=up, values=values, diffs=diffs))
+            rows.append(
+                MetricRow(
+                    metric=metric,
+                    higher_is_better=up,
+                    measured=measured,
+                    values=values,
+                    diffs=diffs,
+                )
+            )
         tasks.append(
             TaskComparison(
                 task=name,

@@ -15,7 +15,9 @@ margin: 0.0
 
 A no-regression check fails only when the whole bootstrap interval of the difference lies
 beyond the margin on the worse side; the verdict is stored as an "eval_gate" artifact whose
-parents are the two runs.
+parents are the two runs. Rules name their metrics one by one, so the metrics of a measured
+task (efficiency's timings and memory, which `compare` leaves untested) are checked exactly
+when a threshold or no-regression rule names them.
 """
 
 from __future__ import annotations

@@ -42,9 +42,21 @@ _SPACES = re.compile(r"\s+")
 
 # Metric names (or `_`-separated parts of them) where a smaller value is better; everything
 # else (accuracy, F1, BLEU, ...) is better when larger. Compare and gate use this for the
-# direction of a regression.
+# direction of a regression. `drop` is robustness's loss of score under perturbation.
 LOWER_IS_BETTER_PARTS = frozenset(
-    {"perplexity", "ppl", "loss", "nll", "latency", "ttft", "rss", "bytes", "seconds", "ms"}
+    {
+        "perplexity",
+        "ppl",
+        "loss",
+        "nll",
+        "latency",
+        "ttft",
+        "rss",
+        "bytes",
+        "seconds",
+        "ms",
+        "drop",
+    }
 )
 
 
@@ -52,7 +64,8 @@ def higher_is_better(metric: str) -> bool:
     """False when `metric` is a cost (perplexity, loss, nll, latency, ...), True otherwise.
 
     A metric is a cost when its name, or any `_`/`.`-separated part of it, is one of
-    LOWER_IS_BETTER_PARTS (e.g. `perplexity`, `latency_p95`, `per_subject.law.nll`).
+    LOWER_IS_BETTER_PARTS (e.g. `perplexity`, `latency_p95`, `per_subject.law.nll`,
+    robustness's `drop.typo`).
     """
     parts = re.split(r"[_.]", metric.lower())
     return not any(p in LOWER_IS_BETTER_PARTS for p in parts)

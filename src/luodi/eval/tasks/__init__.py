@@ -1,6 +1,14 @@
 """Eval tasks, each registered by name in `TASKS` (importing this package registers them)."""
 
-from luodi.eval.tasks import choice, classify, generate, perplexity
+from luodi.eval.tasks import (
+    choice,
+    classify,
+    efficiency,
+    generate,
+    perplexity,
+    robustness,
+    safety,
+)
 from luodi.eval.tasks.base import TASKS, EvalTask, Problem, TaskCounts, TaskEnv, TaskResult
 
 __all__ = [
@@ -12,6 +20,9 @@ __all__ = [
     "TaskResult",
     "choice",
     "classify",
+    "efficiency",
     "generate",
     "perplexity",
+    "robustness",
+    "safety",
 ]

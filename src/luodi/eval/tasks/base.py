@@ -1,9 +1,11 @@
 """The eval task framework: task configs, results, the registry, and the batch loop.
 
 A task is a pydantic model (its fields are the task's parameters, unknown keys rejected) with
-ClassVars `task_type` (its name in a suite's `task:` key) and `record_kinds` (what datasets it
-reads), and a `run(target, records, progress, env)` method returning a TaskResult. Tasks
-register under their name in `TASKS`; a suite entry is validated against the class its
+ClassVars `task_type` (its name in a suite's `task:` key), `record_kinds` (what datasets it
+reads; an instance may narrow them with `kinds()`), `main_score` (the per-item score reports
+rank items by) and `measured` (its numbers are measurements such as timings, not
+reproducible), and a `run(target, records, progress, env)` method returning a TaskResult.
+Tasks register under their name in `TASKS`; a suite entry is validated against the class its
 `task:` names.
 
 Bad rows never stop a task: a row the task cannot score (no options, no answer) is *skipped*
@@ -33,6 +35,9 @@ from luodi.registry import Registry
 _LABEL = re.compile(r"^[A-Za-z0-9][\w\-]{0,63}$")
 # Problems kept in full in results.json; beyond that only the count grows.
 MAX_PROBLEMS = 1000
+# Item texts kept in results.json: enough to judge an item, bounded for long documents.
+PREVIEW_CHARS = 500
+TEXT_CHARS = 2000
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -45,8 +50,18 @@ class EvalTask(BaseModel):
 
     task_type: ClassVar[str] = ""
     record_kinds: ClassVar[tuple[str, ...]] = ()
+    main_score: ClassVar[str | None] = None
+    """The per-item score reports rank items by (best and worst items)."""
+    measured: ClassVar[bool] = False
+    """True when the numbers are measurements (timings, memory) that differ run to run:
+    comparisons test no significance on them unless a gate rule names them."""
 
-    task: str = Field(description="The task type: choice, generate, classify or perplexity.")
+    task: str = Field(
+        description=(
+            "The task type: choice, generate, classify, perplexity, robustness, safety or "
+            "efficiency."
+        )
+    )
     dataset: str = Field(description="The dataset version to evaluate on, NAME or NAME:vN.")
     split: str | None = Field(
         default=None,
@@ -88,6 +103,16 @@ class EvalTask(BaseModel):
     def label(self) -> str:
         """The task's name in results: `name`, or the task type."""
         return self.name or self.task
+
+    def kinds(self) -> tuple[str, ...]:
+        """The record kinds this task, as configured, can read (checked before any work);
+        `record_kinds` unless the configuration narrows them."""
+        return self.record_kinds
+
+    def kinds_hint(self, kind: str) -> str:
+        """What to change when the dataset holds `kind` records, which `kinds()` excludes
+        ("" when there is nothing to say but the kinds)."""
+        return ""
 
     def check_target(self, target: Target) -> None:
         """Raise BadInputError when `target` cannot run this task (checked before any work)."""
@@ -245,6 +270,13 @@ def result(
         details=details or {},
         prompt=prompt or {},
     )
+
+
+def preview(text: str | None, limit: int = PREVIEW_CHARS) -> str | None:
+    """`text` cut to `limit` characters, marked with "…" when cut (None stays None)."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit] + "…"
 
 
 def require(target: Target, capability: str, task: str, hint: str) -> None:

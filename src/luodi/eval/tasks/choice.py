@@ -15,13 +15,20 @@ wins; ties go to the earlier option. `few_shot` puts N solved examples before ea
 taken from a dev split (`few_shot_split`, default `dev` then `validation`) or another dataset
 (`few_shot_dataset`), the question's own subject first, in dataset order.
 
+`scoring: generate` is for chat endpoints that return no prompt log-probabilities: the model
+is asked to reply with one letter (`instruction` before each question) and the first option
+letter standing alone in its reply is its answer (`parse_letter`); a reply without one counts
+as wrong and is counted in `details.unparsable`.
+
 Rows without every option are skipped; a row whose answer key is not one of the choices is an
 error; both are reported with their ids and locations and left out of the accuracy.
 """
 
 from __future__ import annotations
 
+import re
 import string
+import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,7 +38,7 @@ from pydantic import Field, field_validator
 
 from luodi.data.records import Record, meta_of
 from luodi.errors import BadInputError
-from luodi.eval.targets import Prompt, Target
+from luodi.eval.targets import GenerationParams, Prompt, Target
 from luodi.eval.tasks.base import (
     EvalTask,
     ProblemLog,
@@ -39,6 +46,7 @@ from luodi.eval.tasks.base import (
     TaskResult,
     in_batches,
     mean,
+    preview,
     register,
     require,
     result,
@@ -46,7 +54,33 @@ from luodi.eval.tasks.base import (
 from luodi.progress import Progress
 
 DEFAULT_TEMPLATE = "{question}\n{options}\nAnswer:"
+DEFAULT_INSTRUCTION = "Answer with only the letter ({letters}) of the correct option."
 SHOT_SPLITS = ("dev", "validation")
+
+
+def _letters(choices: Sequence[str]) -> str:
+    """The option letters as the instruction names them: "A, B, C or D"."""
+    return ", ".join(choices[:-1]) + " or " + choices[-1] if len(choices) > 1 else choices[0]
+
+
+def parse_letter(reply: str, choices: Sequence[str]) -> str | None:
+    """The option letter a free-text reply gives, or None when it names none.
+
+    The reply is NFKC-normalised (full-width Ｂ is B). A reply that is only a letter, in any
+    case and with punctuation around it ("b", "(C)"), or that starts with one followed by a
+    bracket or a stop ("b) 42", "a. honey"), is that letter; otherwise the first upper-case
+    option letter not part of a Latin word ("B. Mars", "The answer is C", "答案是D。").
+    """
+    text = unicodedata.normalize("NFKC", reply).strip()
+    bare = re.sub(r"[\W_]+", "", text).upper()
+    if bare in choices:
+        return bare
+    letters = "|".join(re.escape(c) for c in sorted(choices, key=len, reverse=True))
+    lead = re.match(rf"[(\[]?\s*({letters})\s*[).:、\]]", text, re.IGNORECASE)
+    if lead:
+        return lead.group(1).upper()
+    found = re.search(rf"(?<![A-Za-z])({letters})(?![A-Za-z])", text)
+    return found.group(1) if found else None
 
 
 def subject_of(rec: Record) -> str | None:
@@ -107,10 +141,11 @@ def _field_names(template: str) -> set[str]:
 
 @register
 class ChoiceTask(EvalTask):
-    """Multiple choice scored by the log-likelihood of each option."""
+    """Multiple choice scored by the log-likelihood of each option, or by a generated letter."""
 
     task_type: ClassVar[str] = "choice"
     record_kinds: ClassVar[tuple[str, ...]] = ("labeled",)
+    main_score: ClassVar[str | None] = "accuracy"
 
     task: Literal["choice"] = Field(default="choice", description="choice")
     choices: list[str] = Field(
@@ -151,6 +186,24 @@ class ChoiceTask(EvalTask):
         description="With answer_format text: divide each option's log-likelihood by its length.",
     )
     system: str | None = Field(default=None, description="System prompt (chat style).")
+    scoring: Literal["loglikelihood", "generate"] = Field(
+        default="loglikelihood",
+        description=(
+            "loglikelihood: score each option (needs prompt log-probabilities); generate: ask "
+            "for one letter and parse the reply, for chat endpoints without log-probabilities "
+            "(an unparsable reply counts as wrong)."
+        ),
+    )
+    instruction: str = Field(
+        default=DEFAULT_INSTRUCTION,
+        description=(
+            "generate scoring: the line put before each question (examples too); {letters} "
+            "becomes 'A, B, C or D'. Empty: none."
+        ),
+    )
+    max_new_tokens: int = Field(
+        default=16, ge=1, description="generate scoring: longest reply, in tokens (greedy)."
+    )
 
     @field_validator("choices")
     @classmethod
@@ -168,17 +221,30 @@ class ChoiceTask(EvalTask):
                 f"choice template placeholders {sorted(unknown)} are unknown; use "
                 f"{', '.join('{' + a + '}' for a in sorted(allowed))}"
             )
+        if _field_names(self.instruction) - {"letters"}:
+            raise BadInputError(
+                f"choice instruction {self.instruction!r}: the only placeholder is {{letters}}"
+            )
 
     def check_target(self, target: Target) -> None:
-        """Chat-style prompts need the model's chat template; plain ones prompt logprobs."""
-        if self.prompt_style == "chat":
-            require(target, "chat_loglikelihood", self.label, "Set prompt_style: plain.")
+        """Generate scoring needs generation; log-likelihood scoring of chat-style prompts
+        needs the model's chat template, of plain ones prompt logprobs."""
+        if self.scoring == "generate":
+            require(target, "generate", self.label, "Use a causal model or an endpoint.")
+        elif self.prompt_style == "chat":
+            require(
+                target,
+                "chat_loglikelihood",
+                self.label,
+                "Set prompt_style: plain, or scoring: generate for a chat endpoint.",
+            )
         else:
             require(
                 target,
                 "loglikelihood",
                 self.label,
-                "The endpoint must return prompt logprobs (completions with echo).",
+                "The endpoint must return prompt logprobs (completions with echo); "
+                "otherwise set scoring: generate.",
             )
 
     def support_datasets(self, splits: Callable[[str], list[str]]) -> list[tuple[str, str | None]]:
@@ -235,16 +301,27 @@ class ChoiceTask(EvalTask):
         text = letter if self.answer_format == "letter" else options[letter]
         return text if self.prompt_style == "chat" else " " + text
 
+    def _ask(self, question: str) -> str:
+        """The question as asked: with the instruction in front under generate scoring."""
+        if self.scoring != "generate" or not self.instruction:
+            return question
+        return self.instruction.format(letters=_letters(self.choices)) + "\n\n" + question
+
+    def _shot_answer(self, shot: _Row) -> str:
+        if self.scoring == "generate":  # examples answer with what the reply must be: a letter
+            return shot.key if self.prompt_style == "chat" else " " + shot.key
+        return self._answer(shot.key, shot.options)
+
     def _context(self, row: _Row, shots: list[_Row]) -> Prompt:
-        solved = [(s.question, self._answer(s.key, s.options)) for s in shots]
+        solved = [(self._ask(s.question), self._shot_answer(s)) for s in shots]
         if self.prompt_style == "plain":
-            return "\n\n".join([q + a for q, a in solved] + [row.question])
+            return "\n\n".join([q + a for q, a in solved] + [self._ask(row.question)])
         msgs: list[dict[str, str]] = (
             [{"role": "system", "content": self.system}] if self.system else []
         )
         for q, a in solved:
             msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
-        return [*msgs, {"role": "user", "content": row.question}]
+        return [*msgs, {"role": "user", "content": self._ask(row.question)}]
 
     # -- scoring -------------------------------------------------------------------------
     def run(
@@ -273,33 +350,12 @@ class ChoiceTask(EvalTask):
             shots = pick_shots(pool_recs, self.few_shot, rec, subject_of)
             work.append((row, self._context(row, [by_id[id(s)] for s in shots])))
 
+        params = self.params(env.seed)
+
         def score(batch: Sequence[tuple[_Row, Prompt]]) -> list[dict[str, Any]]:
-            k = len(self.choices)
-            contexts = [ctx for _, ctx in batch for _ in range(k)]
-            conts = [self._answer(c, row.options) for row, _ in batch for c in self.choices]
-            values = target.loglikelihood(contexts, conts)
-            items = []
-            for i, (row, _) in enumerate(batch):
-                lls = values[i * k : (i + 1) * k]
-                if self.answer_format == "text" and self.length_normalize:
-                    lls = [
-                        v / max(1, len(row.options[c]))
-                        for v, c in zip(lls, self.choices, strict=True)
-                    ]
-                best = self.choices[max(range(k), key=lambda j: (lls[j], -j))]
-                items.append(
-                    {
-                        "id": row.rec.get("id"),
-                        "location": row.rec.get("location"),
-                        "subject": row.subject,
-                        "input": row.question,
-                        "reference": row.key,
-                        "prediction": best,
-                        "logprobs": dict(zip(self.choices, lls, strict=True)),
-                        "scores": {"accuracy": float(best == row.key)},
-                    }
-                )
-            return items
+            if self.scoring == "generate":
+                return self._score_generate(target, batch, params)
+            return self._score_loglikelihood(target, batch)
 
         items, error = in_batches(work, self.batch_size, score, progress, self.label)
         by_subject: dict[str, list[float]] = defaultdict(list)
@@ -307,6 +363,8 @@ class ChoiceTask(EvalTask):
             if it["subject"] is not None:
                 by_subject[it["subject"]].append(it["scores"]["accuracy"])
         details: dict[str, Any] = {}
+        if self.scoring == "generate":
+            details["unparsable"] = sum(1 for it in items if it["prediction"] is None)
         if by_subject:
             details["per_subject"] = {
                 s: {"accuracy": mean(v), "n": len(v)} for s, v in sorted(by_subject.items())
@@ -327,5 +385,56 @@ class ChoiceTask(EvalTask):
                 "few_shot": self.few_shot,
                 "few_shot_source": self.support_datasets(env.splits),
                 "example": work[0][1] if work else None,
+                "scoring": self.scoring,
+                **(
+                    {"generation": params.model_dump(), "instruction": self.instruction}
+                    if self.scoring == "generate"
+                    else {}
+                ),
             },
         )
+
+    def params(self, seed: int) -> GenerationParams:
+        """Greedy decoding of at most `max_new_tokens` (generate scoring)."""
+        return GenerationParams(max_new_tokens=self.max_new_tokens, temperature=0.0, seed=seed)
+
+    def _item(self, row: _Row, prediction: str | None, **extra: Any) -> dict[str, Any]:
+        return {
+            "id": row.rec.get("id"),
+            "location": row.rec.get("location"),
+            "subject": row.subject,
+            "input": preview(row.question),
+            "reference": row.key,
+            "prediction": prediction,
+            **extra,
+            "scores": {"accuracy": float(prediction == row.key)},
+        }
+
+    def _score_loglikelihood(
+        self, target: Target, batch: Sequence[tuple[_Row, Prompt]]
+    ) -> list[dict[str, Any]]:
+        """Each option's log-likelihood as the answer; the highest wins (ties: earlier)."""
+        k = len(self.choices)
+        contexts = [ctx for _, ctx in batch for _ in range(k)]
+        conts = [self._answer(c, row.options) for row, _ in batch for c in self.choices]
+        values = target.loglikelihood(contexts, conts)
+        items = []
+        for i, (row, _) in enumerate(batch):
+            lls = values[i * k : (i + 1) * k]
+            if self.answer_format == "text" and self.length_normalize:
+                lls = [
+                    v / max(1, len(row.options[c])) for v, c in zip(lls, self.choices, strict=True)
+                ]
+            best = self.choices[max(range(k), key=lambda j: (lls[j], -j))]
+            items.append(self._item(row, best, logprobs=dict(zip(self.choices, lls, strict=True))))
+        return items
+
+    def _score_generate(
+        self, target: Target, batch: Sequence[tuple[_Row, Prompt]], params: GenerationParams
+    ) -> list[dict[str, Any]]:
+        """The letter each reply names (None when it names none: scored wrong)."""
+        replies = target.generate([ctx for _, ctx in batch], params)
+        return [
+            self._item(row, parse_letter(reply, self.choices), reply=preview(reply))
+            for (row, _), reply in zip(batch, replies, strict=True)
+        ]

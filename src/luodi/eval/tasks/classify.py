@@ -25,6 +25,7 @@ from luodi.eval.tasks.base import (
     TaskResult,
     in_batches,
     mean,
+    preview,
     register,
     require,
     result,
@@ -40,6 +41,7 @@ class ClassifyTask(EvalTask):
 
     task_type: ClassVar[str] = "classify"
     record_kinds: ClassVar[tuple[str, ...]] = ("labeled",)
+    main_score: ClassVar[str | None] = "accuracy"
 
     task: Literal["classify"] = Field(default="classify", description="classify")
     labels: list[str] | None = Field(
@@ -126,7 +128,7 @@ class ClassifyTask(EvalTask):
                 {
                     "id": rec.get("id"),
                     "location": rec.get("location"),
-                    "input": text,
+                    "input": preview(text),
                     "reference": str(rec["label"]).strip(),
                     "prediction": pred,
                     "scores": {"accuracy": float(pred == str(rec["label"]).strip())},

@@ -38,6 +38,7 @@ class PerplexityTask(EvalTask):
 
     task_type: ClassVar[str] = "perplexity"
     record_kinds: ClassVar[tuple[str, ...]] = ("text",)
+    main_score: ClassVar[str | None] = "nll"
 
     task: Literal["perplexity"] = Field(default="perplexity", description="perplexity")
 
