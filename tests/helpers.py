@@ -6,7 +6,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,17 @@ def luodi_bin() -> str:
 
 
 def run_cli(
-    *args: str, home: Path, check: bool = True, env: dict[str, str] | None = None
+    *args: str,
+    home: Path,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
 ) -> subprocess.CompletedProcess[str]:
     """Run the real `luodi` command with LUODI_HOME=home; returns the completed process."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("LUODI_")}
     full_env.update({"LUODI_HOME": str(home), **(env or {})})
     proc = subprocess.run(
-        [luodi_bin(), *args], capture_output=True, text=True, env=full_env, timeout=600
+        [luodi_bin(), *args], capture_output=True, text=True, env=full_env, timeout=timeout
     )
     if check and proc.returncode != 0:
         raise AssertionError(
@@ -53,3 +58,29 @@ def save_qa(store: Any, pairs: Sequence[tuple[str, str]], name: str = "faq") -> 
     ]
     report = DatasetReport(name=name, stage="ingest", record_kind="qa")
     return save_dataset(store, report, [recs]).dataset
+
+
+@contextmanager
+def running_server(app: Any) -> Iterator[str]:
+    """Serve ASGI `app` with uvicorn on a free 127.0.0.1 port in a thread; yields its base URL
+    (http://127.0.0.1:PORT) once it accepts requests, and stops it (lifespan shutdown) after."""
+    import threading
+    import time
+
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -20,7 +20,8 @@ TRUTH = json.loads((EXAMPLES / "ground_truth.json").read_text(encoding="utf-8"))
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Store]:
     home = tmp_path_factory.mktemp("demo") / "home"
-    res = json.loads(run_cli("demo", "--json", home=home).stdout)
+    # generous: the demo trains SmolLM2 and shares 2 cores with the other test worker
+    res = json.loads(run_cli("demo", "--json", home=home, timeout=1800).stdout)
     return res, Store(Settings(home=home))
 
 

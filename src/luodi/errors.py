@@ -53,3 +53,51 @@ class StageFailedError(LuodiError):
     """A stage ran but failed; nothing was registered."""
 
     code = "stage_failed"
+
+
+class AuthError(LuodiError):
+    """The request carries no API key, or one that is unknown or revoked."""
+
+    exit_code = 2
+    http_status = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDeniedError(LuodiError):
+    """The key is valid but its role, team or allowed endpoints do not cover the request."""
+
+    exit_code = 2
+    http_status = 403
+    error_type = "permission_error"
+    code = "permission_denied"
+
+
+class RateLimitedError(LuodiError):
+    """Too many requests or tokens for the key's limits; try again after `retry_after` s."""
+
+    exit_code = 2
+    http_status = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, retry_after: float, code: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = max(0.0, float(retry_after))
+        if code:
+            self.code = code
+
+
+class BackendUnavailableError(LuodiError):
+    """The model backend failed or cannot be reached (an upstream 5xx, a lost connection)."""
+
+    http_status = 502
+    error_type = "upstream_error"
+    code = "backend_unavailable"
+
+
+class BackendTimeoutError(BackendUnavailableError):
+    """The model backend did not answer in time."""
+
+    http_status = 504
+    code = "backend_timeout"

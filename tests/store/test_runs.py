@@ -225,7 +225,7 @@ def test_0002_upgrades_a_0001_database_in_place(db_url: str, tmp_path: Path) -> 
         assert (old.ref, old.meta, old.created_by) == ("old:v1", {"note": "kept"}, "ann")
         assert NEW_TABLES <= set(inspect(store.engine).get_table_names())
         with store.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
         from luodi.registry import set_stage, stage_of
 
         set_stage(store, "old:v1", "production")  # the old row works with the new tables

@@ -33,13 +33,21 @@ def _root(
 
 
 def _register_groups() -> None:
-    from luodi.cli import chat, data, demo, models, train
+    from luodi.cli import chat, data, demo, deploy, guard, keys, models, train, usage
     from luodi.cli import eval as eval_cli
 
     app.add_typer(data.app, name="data", help="Ingest, clean, split, balance and export datasets.")
     app.add_typer(train.app, name="train", help="Train models: sft, pretrain, cpt; runs.")
     app.add_typer(models.app, name="models", help="Base models and the model registry.")
     app.add_typer(eval_cli.app, name="eval", help="Evaluate: run suites, show, compare, gate.")
+    app.add_typer(deploy.app, name="deploy", help="Deployments: apply, show, promote, rollback.")
+    app.add_typer(keys.app, name="keys", help="API keys of the gateway: create, list, revoke.")
+    app.add_typer(keys.teams_app, name="teams", help="Teams that own keys, deployments and usage.")
+    app.add_typer(
+        usage.app, name="usage", help="Usage reports, billing CSV, request-log retention."
+    )
+    app.add_typer(guard.app, name="guard", help="Guard policies: show one, check text with it.")
+    app.command("serve")(deploy.serve)  # its docstring is the help
     app.command("demo", help="Run the lifecycle on the bundled sample enterprise.")(demo.demo)
     app.command("chat")(chat.chat)  # its docstring is the help: it lists the chat commands
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Float,
     ForeignKey,
@@ -135,3 +136,107 @@ class RunMetricRow(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     value: Mapped[float | None] = mapped_column(Float)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# -- serving: teams, API keys, usage, request logs, feedback (migration 0003) -----------------
+# Usage rows and request logs grow with traffic, so their ids are 64-bit on PostgreSQL (SQLite's
+# INTEGER PRIMARY KEY is already 64-bit and must stay INTEGER to autoincrement).
+_BIGID = BigInteger().with_variant(Integer, "sqlite")
+
+
+class TeamRow(Base):
+    """A team: API keys, deployments and usage belong to one."""
+
+    __tablename__ = "teams"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(200))
+
+
+class ApiKeyRow(Base):
+    """An API key: only a salted hash of its secret is stored, never the secret itself."""
+
+    __tablename__ = "api_keys"
+
+    key_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    team: Mapped[str] = mapped_column(ForeignKey("teams.name"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    salt: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    endpoints: Mapped[list[str] | None] = mapped_column(JSON)
+    rpm: Mapped[int | None] = mapped_column(Integer)
+    tokens_per_day: Mapped[int | None] = mapped_column(BigInteger)
+    tokens_per_month: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(200))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class UsageRow(Base):
+    """One served request for metering and billing: who, which version, tokens, latency."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        # quota baselines and per-key reports scan one key over a period
+        Index("ix_usage_records_key_id_at", "key_id", "at"),
+        Index("ix_usage_records_team_at", "team", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(_BIGID, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    key_id: Mapped[str] = mapped_column(String(64))
+    team: Mapped[str] = mapped_column(String(128))
+    deployment: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(300))
+    endpoint: Mapped[str] = mapped_column(String(64))
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    ttft_ms: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[int] = mapped_column(Integer)
+    error_type: Mapped[str | None] = mapped_column(String(64))
+
+
+class RequestLogRow(Base):
+    """What a request asked and got, PII-masked before it was written; deleted after the
+    retention period (usage rows are kept for billing)."""
+
+    __tablename__ = "request_logs"
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    key_id: Mapped[str] = mapped_column(String(64), index=True)
+    team: Mapped[str] = mapped_column(String(128), index=True)
+    deployment: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(300))
+    endpoint: Mapped[str] = mapped_column(String(64))
+    prompt_masked: Mapped[str] = mapped_column(Text)
+    response_masked: Mapped[str] = mapped_column(Text)
+    retrieved: Mapped[list[str]] = mapped_column(JSON)
+    guard: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    status: Mapped[int] = mapped_column(Integer)
+
+
+class FeedbackRow(Base):
+    """A user's rating, correction or comment on one served request.
+
+    `request_id` is not a foreign key: request logs are purged after the retention period and
+    the feedback (training data for the next version) must outlive them.
+    """
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(_BIGID, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    key_id: Mapped[str] = mapped_column(String(64), index=True)
+    team: Mapped[str] = mapped_column(String(128), index=True)
+    rating_raw: Mapped[str | None] = mapped_column(String(64))
+    scale: Mapped[str | None] = mapped_column(String(16))
+    rating: Mapped[float | None] = mapped_column(Float)
+    correction: Mapped[str | None] = mapped_column(Text)
+    comment: Mapped[str | None] = mapped_column(Text)

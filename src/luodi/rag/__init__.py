@@ -1,0 +1,1 @@
+"""Retrieval-augmented generation: embedders, chunking, indexes and knowledge bases."""

@@ -1,0 +1,1 @@
+"""The serving gateway: an OpenAI-compatible API over registered model versions."""

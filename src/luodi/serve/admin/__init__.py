@@ -1,0 +1,1 @@
+"""/admin: teams, keys, deployments, usage, feedback and request logs."""
