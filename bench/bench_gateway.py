@@ -17,6 +17,11 @@ Figures, each measured on the same stub in the same run:
   (target ≥ 0.5).
 On 2 cores the three processes compete for CPU, which counts against the gateway (its own
 work and the client's share the cores); nothing here asserts a time.
+
+With `--decode`: decode tokens/s of the default SmolLM2 GGUF streamed through the gateway
+(llama.cpp backend, /v1/completions, greedy, a counting prompt that does not stop early)
+against `llama_cpp.Llama.create_completion` called in this process on the same file with the
+same settings, interleaved, best of `--repeats` (target ≥ 0.9×).
 """
 
 from __future__ import annotations
@@ -129,11 +134,100 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
+COUNTING = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10,"
+
+
+def _stream_tokens(url: str, key: str, tokens: int) -> float:
+    """Seconds to stream `tokens` completion tokens through the gateway."""
+    body = {"model": "smol", "prompt": COUNTING, "max_tokens": tokens, "temperature": 0,
+            "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
+    start = time.perf_counter()
+    usage = None
+    with httpx.stream("POST", url + "/v1/completions", json=body, timeout=300,
+                      headers={"Authorization": f"Bearer {key}"}) as r:  # fmt: skip
+        r.raise_for_status()
+        for line in r.iter_lines():
+            if line.startswith("data: {"):
+                usage = json.loads(line[6:]).get("usage") or usage
+    elapsed = time.perf_counter() - start
+    assert usage and usage["completion_tokens"] == tokens, f"stopped early: {usage}"
+    return elapsed
+
+
+def decode(tokens: int, repeats: int) -> None:
+    import llama_cpp
+
+    from luodi.config import Settings
+    from luodi.models.base import default_base
+    from luodi.store import Store
+
+    luodi = str(Path(sys.executable).parent / "luodi")
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LUODI_")}
+        env["LUODI_HOME"] = tmp
+        store = Store(Settings(home=Path(tmp)))
+        info = default_base(store)
+        store.close()
+        gguf = Path(info.meta["path"]) / info.meta["gguf_file"]
+        port = _port()
+        cfg = Path(tmp) / "deploy.yaml"
+        cfg.write_text(
+            f"serve: {{port: {port}, limits: {{max_tokens_cap: 4096}}}}\ndeployments:\n"
+            "  - name: smol\n    routes: [{model: default}]\n",
+            encoding="utf-8",
+        )
+        subprocess.run([luodi, "teams", "create", "default"], env=env, capture_output=True)
+        key = subprocess.run(
+            [luodi, "keys", "create", "--team", "default", "--name", "bench"],
+            env=env, check=True, capture_output=True, text=True,
+        ).stdout.strip()  # fmt: skip
+        gateway = subprocess.Popen([luodi, "serve", "--config", str(cfg)], env=env,
+                                   stdout=subprocess.DEVNULL)  # fmt: skip
+        direct = llama_cpp.Llama(model_path=str(gguf), n_ctx=2048, n_threads=os.cpu_count(),
+                                 verbose=False, seed=0)  # fmt: skip
+        same = {"temperature": 0, "top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0}
+
+        def lib() -> float:
+            start = time.perf_counter()
+            out = direct.create_completion(COUNTING, max_tokens=tokens, stream=False, **same)
+            assert out["usage"]["completion_tokens"] == tokens, "the prompt stopped early"
+            return time.perf_counter() - start
+
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 180
+            while True:
+                try:
+                    if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or gateway.poll() is not None:
+                    raise SystemExit("gateway did not become ready")
+                time.sleep(0.3)
+            lib(), _stream_tokens(url, key, tokens)  # warm up both
+            base, ours = [], []
+            for _ in range(repeats):
+                base.append(lib())
+                ours.append(_stream_tokens(url, key, tokens))
+        finally:
+            gateway.terminate()
+            gateway.wait(30)
+            direct.close()
+    b, o = tokens / min(base), tokens / min(ours)
+    print(f"{'decode tokens/s':28} {'in-process':>10} {'gateway':>10} {'ratio':>14}")
+    print(f"{'SmolLM2 GGUF, llama.cpp':28} {b:10.1f} {o:10.1f} {o / b:13.2f}x")
+    print(f"({tokens} tokens, best of {repeats}; streamed over HTTP through keys, limits and logs)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--requests", type=int, default=1000, help="Sequential requests per side.")
     ap.add_argument("--seconds", type=float, default=5.0, help="Throughput window per side.")
     ap.add_argument("--concurrency", type=int, default=16, help="Requests in flight.")
+    ap.add_argument("--decode", action="store_true", help="Decode tokens/s with llama.cpp.")
+    ap.add_argument("--tokens", type=int, default=256, help="Tokens per --decode request.")
+    ap.add_argument("--repeats", type=int, default=3, help="Best of N for --decode.")
     ap.add_argument("--role", default="bench", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -142,6 +236,9 @@ def main() -> None:
 
         uvicorn.run(stub_app, host="127.0.0.1", port=args.port, log_level="warning",
                     access_log=False)  # fmt: skip
+        return
+    if args.decode:
+        decode(args.tokens, args.repeats)
         return
 
     luodi = str(Path(sys.executable).parent / "luodi")

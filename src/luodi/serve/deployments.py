@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from luodi.errors import BadInputError, NotFoundError
+from luodi.rag.answer import RagSettings
 from luodi.serve.backends.base import BackendSpec
 from luodi.store import ArtifactInfo, Store
 
@@ -60,7 +61,11 @@ class DeploymentSpec(BaseModel):
         description="Guard policy on input and output: 'default' or a policy YAML path.",
     )
     knowledge_bases: list[str] = Field(
-        default_factory=list, description="Knowledge bases answers are grounded in (RAG)."
+        default_factory=list,
+        description="Knowledge bases (NAME = newest version, or NAME:vN) answers are grounded in.",
+    )
+    rag: RagSettings = Field(
+        default_factory=RagSettings, description="How answers use the knowledge bases."
     )
     max_tokens: int | None = Field(
         default=None, ge=1, description="Cap on max_tokens for this endpoint (server cap too)."

@@ -72,6 +72,7 @@ class Call:
     started: float = field(default_factory=time.perf_counter)
     guard_log: list[dict[str, Any]] = field(default_factory=list)
     retrieved: list[str] = field(default_factory=list)
+    citations: list[dict[str, Any]] = field(default_factory=list)
     prompt_text: str = ""
     response_text: str = ""
     prompt_tokens: int = 0

@@ -65,6 +65,7 @@ def luodi_field(call: Call) -> dict[str, Any]:
         "ai_generated": True,
         "guard": call.guard_log,
         "retrieved": call.retrieved,
+        "citations": call.citations,
     }
 
 

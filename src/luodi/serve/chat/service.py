@@ -11,7 +11,9 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from luodi.errors import BadInputError
+from luodi.rag.answer import citations, ground, question_of
 from luodi.serve import inference as I
+from luodi.serve import rag
 from luodi.serve.auth import Principal
 from luodi.serve.backends.base import GenRequest, GenResult
 from luodi.serve.chat.schemas import ChatCompletionRequest
@@ -43,8 +45,11 @@ class ChatService:
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
 
-    def _prepare(self, body: ChatCompletionRequest, call: Call) -> tuple[GenRequest, bool]:
-        """The backend request, and whether the input guard blocked it."""
+    async def _prepare(
+        self, body: ChatCompletionRequest, call: Call
+    ) -> tuple[GenRequest, tuple[str, str] | None]:
+        """The backend request, and the fixed reply (text, finish_reason) when the model is
+        not asked: the input guard blocked it, or the knowledge bases hold nothing on it."""
         limits = self.gw.config.limits
         if len(body.messages) > limits.max_messages:
             raise BadInputError(
@@ -61,6 +66,15 @@ class ChatService:
                 m["content"], hit = call.check("input", m["content"])
                 blocked = blocked or hit
         messages = _merge_system(call.deployment.spec.system_prompt, messages)
+        canned = (I.refusal(call), "content_filter") if blocked else None
+        spec = call.deployment.spec
+        if spec.knowledge_bases and canned is None:
+            hits, kb_of = await rag.retrieve(call, question_of(messages))
+            if hits:
+                messages = ground(messages, hits, spec.rag)
+                call.citations = citations(hits, kb_of)
+            else:
+                canned = (spec.rag.not_found, "stop")
         call.prompt_text = json.dumps(messages, ensure_ascii=False)
         tools = [t.model_dump() for t in body.tools] if body.tools else None
         req = GenRequest(
@@ -75,21 +89,21 @@ class ChatService:
             tool_choice=body.tool_choice,
             user=body.user or call.principal.key_id,
         )
-        return req, blocked
+        return req, canned
 
     async def create(
         self, body: ChatCompletionRequest, request: Request, principal: Principal
     ) -> JSONResponse | StreamingResponse:
         call = self.gw.open_call(request, principal, ENDPOINT, body.model, body.user)
         with I.recording_failure(call):
-            req, blocked = self._prepare(body, call)
+            req, canned = await self._prepare(body, call)
         return await I.respond(
             call,
             obj="chat.completion",
             model=body.model,
             stream=body.stream,
-            chunks=lambda: self._stream(body, call, req, blocked),
-            choices=lambda: self._complete(body, call, req, blocked),
+            chunks=lambda: self._stream(body, call, req, canned),
+            choices=lambda: self._complete(body, call, req, canned),
         )
 
     def _variants(self, body: ChatCompletionRequest, req: GenRequest) -> list[GenRequest]:
@@ -102,15 +116,20 @@ class ChatService:
         ]
 
     async def _complete(
-        self, body: ChatCompletionRequest, call: Call, req: GenRequest, blocked: bool
+        self,
+        body: ChatCompletionRequest,
+        call: Call,
+        req: GenRequest,
+        canned: tuple[str, str] | None,
     ) -> list[dict[str, Any]]:
-        if blocked:
-            call.response_text = I.refusal(call)
+        if canned is not None:
+            text, finish = canned
+            call.response_text = text
             return [
                 {
                     "index": i,
-                    "message": {"role": "assistant", "content": I.refusal(call)},
-                    "finish_reason": "content_filter",
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": finish,
                     "logprobs": None,
                 }
                 for i in range(body.n)
@@ -132,7 +151,11 @@ class ChatService:
         return choices
 
     async def _stream(
-        self, body: ChatCompletionRequest, call: Call, req: GenRequest, blocked: bool
+        self,
+        body: ChatCompletionRequest,
+        call: Call,
+        req: GenRequest,
+        canned: tuple[str, str] | None,
     ) -> AsyncIterator[bytes]:
         head = {
             "id": call.request_id,
@@ -148,10 +171,10 @@ class ChatService:
 
         for i, variant in enumerate(self._variants(body, req)):
             yield chunk(i, {"role": "assistant", "content": ""}, None, luodi=I.luodi_field(call))
-            if blocked:
-                call.response_text += I.refusal(call)
-                yield chunk(i, {"content": I.refusal(call)}, None)
-                yield chunk(i, {}, "content_filter")
+            if canned is not None:
+                call.response_text += canned[0]
+                yield chunk(i, {"content": canned[0]}, None)
+                yield chunk(i, {}, canned[1])
                 continue
             if variant.tools:  # a reply may be a tool call: decided once it is complete
                 async for piece in self._tool_stream(call, variant, i, chunk):
