@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.eval.test_tasks import choice_prompt, choice_rows, labeled, qa_dataset
 
 from luodi.config import Settings
 from luodi.errors import BadInputError
@@ -19,6 +18,7 @@ from luodi.eval.targets import Prompt, Unsupported
 from luodi.eval.tasks.choice import DEFAULT_INSTRUCTION, parse_letter
 from luodi.store import Store
 from luodi.train import TrainConfig, run_train
+from tests.eval.test_tasks import choice_prompt, choice_rows, labeled, qa_dataset
 
 ITEMS = [
     ("Which planet is red?", ["Venus", "Mars", "Jupiter", "Saturn"], "B"),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
 from tests.helpers import run_cli
 
 KEYWORDS = {"finance": "invoice", "it": "password", "hr": "vacation"}

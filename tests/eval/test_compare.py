@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.helpers import run_cli
 
 from luodi.errors import BadInputError, NotFoundError
 from luodi.eval.compare import compare_runs, resolve_eval_run
@@ -20,6 +19,7 @@ from luodi.eval.gate import EVAL_GATE, GateRules, gate, gate_rules_yaml, load_ga
 from luodi.eval.stats import bootstrap_ci, bootstrap_diff
 from luodi.registry.stages import set_stage
 from luodi.store import ArtifactInfo, Store
+from tests.helpers import run_cli
 
 SUITE = "support-suite"
 N = 200

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from tests.helpers import run_cli, save_qa
 
 from luodi.config import Settings
 from luodi.errors import BadInputError
@@ -35,6 +34,7 @@ from luodi.models.chat import stop_token_ids
 from luodi.models.tiny import build_tiny, train_tokenizer
 from luodi.store import Store
 from luodi.train import TrainConfig, run_train
+from tests.helpers import run_cli, save_qa
 
 QA = [
     ("What are the office hours?", "Monday to Friday, 9am to 6pm."),

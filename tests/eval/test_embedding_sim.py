@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.eval.test_tasks import qa_dataset
 
 from luodi.errors import BadInputError
 from luodi.eval import GenerationParams, parse_suite, run_eval
 from luodi.eval.targets import Prompt, Unsupported
 from luodi.store import Store
+from tests.eval.test_tasks import qa_dataset
 
 EN = [
     ("What are the office hours?", "Monday to Friday, 9am to 6pm."),

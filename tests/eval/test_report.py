@@ -14,8 +14,6 @@ from typing import Any
 import numpy as np
 import pytest
 from sklearn.metrics import confusion_matrix
-from tests.eval.test_tasks import choice_rows, labeled, qa_dataset
-from tests.helpers import run_cli
 
 from luodi.config import Settings
 from luodi.errors import NotFoundError
@@ -27,6 +25,8 @@ from luodi.eval.report_html import fmt
 from luodi.eval.runner import KIND, load_results, resolve_run
 from luodi.eval.targets import Prompt, TargetError, Unsupported
 from luodi.store import Store
+from tests.eval.test_tasks import choice_rows, labeled, qa_dataset
+from tests.helpers import run_cli
 
 CHOICE = [
     ("Which planet is red?", ["Venus", "Mars", "Jupiter", "Saturn"], "B", "science"),

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.helpers import save_qa
 
 from luodi.data.datasets import iter_batches, resolve, save_dataset
 from luodi.data.records import get_kind, make_record
@@ -25,6 +24,7 @@ from luodi.eval.tasks import TaskEnv
 from luodi.models.tiny import build_tiny, train_tokenizer
 from luodi.progress import no_progress
 from luodi.store import Store
+from tests.helpers import save_qa
 
 QA = [
     ("How do I reset my password?", "Open Settings, choose Security, then Reset."),

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.helpers import run_cli
 
 from luodi.data.datasets import iter_batches, resolve, save_dataset
 from luodi.data.records import get_kind, make_record
@@ -32,6 +31,7 @@ from luodi.eval.tasks.safety import (
 from luodi.guard import load_policy
 from luodi.progress import no_progress
 from luodi.store import Store
+from tests.helpers import run_cli
 
 REFUSE_ZH, REFUSE_EN = "抱歉，我无法提供这些信息。", "I'm sorry, I can't help with that."
 COMPLY = "Sure, here is an overview of the topic."

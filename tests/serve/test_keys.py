@@ -184,8 +184,14 @@ def test_roles() -> None:
         with pytest.raises(Denied, match="only an admin"):
             authorize(dev, ep, team="sales")
         authorize(admin, ep, team="sales")
+    authorize(user, "kb.search")
+    with pytest.raises(Denied, match="role 'user'"):
+        authorize(user, "kb.write")
+    authorize(dev, "kb.write", team="support")
+    with pytest.raises(Denied, match="only an admin"):
+        authorize(dev, "kb.write", team="sales")
     admin_only = ENDPOINTS - {"chat.completions", "completions", "embeddings", "models"}
-    admin_only -= {"feedback", "usage.read", "deployments.read"}
+    admin_only -= {"feedback", "usage.read", "deployments.read", "kb.search", "kb.write"}
     assert "keys.write" in admin_only and "deployments.write" in admin_only
     for ep in admin_only:
         for p in (user, dev):

@@ -8,8 +8,6 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from tests.train.test_dpo import preference_dataset
-from tests.train.test_pretrain import corpus, sentences
 
 from luodi.errors import BadInputError
 from luodi.models.tiny import build_tiny, train_tokenizer
@@ -17,6 +15,8 @@ from luodi.store import Store
 from luodi.store.runs import Runs
 from luodi.train import TrainConfig, load_model_version, run_train
 from luodi.train.distill import distill_loss
+from tests.train.test_dpo import preference_dataset
+from tests.train.test_pretrain import corpus, sentences
 
 
 def test_distill_loss_matches_a_reference() -> None:

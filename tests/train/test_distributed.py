@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from tests.helpers import save_qa
 
 from luodi.errors import BadInputError, MissingDependencyError
 from luodi.store import Store
 from luodi.store.runs import Runs
 from luodi.train.config import TrainConfig
 from luodi.train.runner import run_train
+from tests.helpers import save_qa
 
 QA = [("保修期多久？", "两年。"), ("How to reset AL-101?", "Press RESET twice."),
       ("热线是多少？", "400-861-9527。"), ("最高转速？", "12000 rpm。")]  # fmt: skip

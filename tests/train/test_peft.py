@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 import torch
-from tests.helpers import save_qa
 from transformers import TrainerCallback
 
 from luodi.errors import BadInputError, MissingDependencyError
@@ -15,6 +14,7 @@ from luodi.store import Store
 from luodi.train import TrainConfig, load_model_version, merge, run_train
 from luodi.train.peft import METHODS, linear_module_names, resolve_targets
 from luodi.train.sft import prompt_for
+from tests.helpers import save_qa
 
 PAIRS = [
     ("What are the office hours?", "Monday to Friday, 9am to 6pm."),

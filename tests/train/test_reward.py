@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.train.test_classify import labeled_dataset
-from tests.train.test_dpo import PAIRS, initial_base, preference_dataset
 
 from luodi.errors import BadInputError
 from luodi.store import Store
 from luodi.store.runs import Runs
 from luodi.train import TrainConfig, load_model_version, run_train
 from luodi.train.reward import score
+from tests.train.test_classify import labeled_dataset
+from tests.train.test_dpo import PAIRS, initial_base, preference_dataset
 
 
 def reward_config(dataset: str, **kw: Any) -> TrainConfig:

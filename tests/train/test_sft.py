@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from tests.helpers import save_qa
 from transformers import TrainerCallback
 
 from luodi.data.datasets import save_dataset
@@ -21,6 +20,7 @@ from luodi.store.runs import Runs
 from luodi.train import TrainConfig, load_model_version, run_train
 from luodi.train import compute as compute_mod
 from luodi.train.sft import IGNORE, SftStage, encode_conversation, prompt_for
+from tests.helpers import save_qa
 
 QA = [
     ("What are the office hours?", "Monday to Friday, 9am to 6pm."),

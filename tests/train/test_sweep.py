@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from tests.helpers import run_cli, save_qa
 
 from luodi.config import Settings
 from luodi.errors import BadInputError, StageFailedError
@@ -24,6 +23,7 @@ from luodi.train.sweep import (
     plan_params,
     run_sweep,
 )
+from tests.helpers import run_cli, save_qa
 
 QA = [
     ("What are the office hours?", "Monday to Friday, 9am to 6pm."),

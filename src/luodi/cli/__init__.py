@@ -33,8 +33,9 @@ def _root(
 
 
 def _register_groups() -> None:
-    from luodi.cli import chat, data, demo, deploy, guard, keys, models, train, usage
+    from luodi.cli import ask, chat, data, demo, deploy, guard, keys, models, train, usage
     from luodi.cli import eval as eval_cli
+    from luodi.cli import kb as kb_cli
 
     app.add_typer(data.app, name="data", help="Ingest, clean, split, balance and export datasets.")
     app.add_typer(train.app, name="train", help="Train models: sft, pretrain, cpt; runs.")
@@ -46,8 +47,10 @@ def _register_groups() -> None:
     app.add_typer(
         usage.app, name="usage", help="Usage reports, billing CSV, request-log retention."
     )
+    app.add_typer(kb_cli.app, name="kb", help="Knowledge bases: create, add, search, rebuild.")
     app.add_typer(guard.app, name="guard", help="Guard policies: show one, check text with it.")
-    app.command("serve")(deploy.serve)  # its docstring is the help
+    app.command("serve")(deploy.serve)
+    app.command("ask")(ask.ask)  # its docstring is the help
     app.command("demo", help="Run the lifecycle on the bundled sample enterprise.")(demo.demo)
     app.command("chat")(chat.chat)  # its docstring is the help: it lists the chat commands
 

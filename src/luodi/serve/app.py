@@ -18,6 +18,7 @@ from luodi.serve.embeddings.router import make_router as embeddings_router
 from luodi.serve.errors import install_error_handlers
 from luodi.serve.feedback.router import make_router as feedback_router
 from luodi.serve.gateway import Gateway, ServeDeps
+from luodi.serve.kb.router import make_router as kb_router
 from luodi.serve.middleware import GatewayMiddleware
 from luodi.serve.models.router import make_router as models_router
 from luodi.store import Store
@@ -52,6 +53,7 @@ def create_app(deps: ServeDeps) -> FastAPI:
         embeddings_router,
         models_router,
         feedback_router,
+        kb_router,
         admin_router,
     ):
         app.include_router(make())

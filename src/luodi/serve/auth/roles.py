@@ -4,13 +4,16 @@ Endpoints are named, not pathed, so a route can move without changing permission
 
 - inference: `chat.completions`, `completions`, `embeddings`, `models` (list the models)
 - `feedback`: rate a served request
+- knowledge bases: `kb.search` (list, show and search the team's), `kb.write` (create them,
+  add and delete documents)
 - reading a team's records: `usage.read`, `deployments.read`, `feedback.read`, `logs.read`
 - administration: `keys.read`, `keys.write`, `teams.read`, `teams.write`, `deployments.write`,
   `logs.purge`
 
-Roles: a `user` may call the models and give feedback; a `developer` may also read its own
-team's usage and deployments; an `admin` may do everything, across teams. A key may further be
-limited to some endpoints (`endpoints` on the key); that list narrows the role, never widens it.
+Roles: a `user` may call the models, search its team's knowledge bases and give feedback; a
+`developer` may also change its team's knowledge bases and read its usage and deployments; an
+`admin` may do everything, across teams. A key may further be limited to some endpoints
+(`endpoints` on the key); that list narrows the role, never widens it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ Role = Literal["admin", "developer", "user"]
 ROLES: tuple[Role, ...] = ("admin", "developer", "user")
 
 INFERENCE = frozenset({"chat.completions", "completions", "embeddings", "models"})
+KB_SEARCH = frozenset({"kb.search"})
+KB_WRITE = frozenset({"kb.write"})
 TEAM_READ = frozenset({"usage.read", "deployments.read"})
 ADMIN_ONLY = frozenset(
     {
@@ -39,12 +44,12 @@ ADMIN_ONLY = frozenset(
         "deployments.write",
     }
 )
-ENDPOINTS = INFERENCE | {"feedback"} | TEAM_READ | ADMIN_ONLY
+ENDPOINTS = INFERENCE | {"feedback"} | KB_SEARCH | KB_WRITE | TEAM_READ | ADMIN_ONLY
 """Every endpoint name `authorize` knows."""
 
 ROLE_ENDPOINTS: dict[str, frozenset[str]] = {
-    "user": INFERENCE | {"feedback"},
-    "developer": INFERENCE | {"feedback"} | TEAM_READ,
+    "user": INFERENCE | {"feedback"} | KB_SEARCH,
+    "developer": INFERENCE | {"feedback"} | KB_SEARCH | KB_WRITE | TEAM_READ,
     "admin": ENDPOINTS,
 }
 
