@@ -19,12 +19,15 @@ def ask(
     ),
     top_k: int = typer.Option(4, "--top-k", "-k", help="Sources put into the prompt."),
     mode: str = typer.Option("hybrid", "--mode", help="dense, lexical or hybrid retrieval."),
+    min_score: float | None = typer.Option(
+        None, "--min-score", help="Relevance threshold (dense cosine); default: the embedder's."
+    ),
     max_tokens: int = typer.Option(256, "--max-tokens", help="Longest answer in tokens."),
     as_json: bool = typer.Option(False, "--json", help="Print answer and citations as JSON."),
 ) -> None:
     """Answer QUESTION from knowledge base KB and show the sources it cites. When nothing
     relevant is found it says so instead of asking the model."""
-    from luodi.rag.answer import RagSettings, citations, ground
+    from luodi.rag.answer import RagSettings, citations, ground, min_score_for
     from luodi.rag.kb import open_kb
     from luodi.rag.retrieve import RetrieveConfig
     from luodi.serve.backends import BackendSpec, GenRequest, StreamDelta, open_backend
@@ -32,7 +35,10 @@ def ask(
     store = STATE.store()
     settings = RagSettings(top_k=top_k, mode=mode)  # type: ignore[arg-type]
     base = open_kb(store, kb)
-    hits = base.search(question, RetrieveConfig(mode=settings.mode, top_k=top_k))
+    threshold = min_score_for(base.config.embedder, min_score)
+    hits = base.search(
+        question, RetrieveConfig(mode=settings.mode, top_k=top_k, min_score=threshold)
+    )
     cites = citations(hits, {h.chunk.id: base.info.ref for h in hits})
     if not hits:
         answer = settings.not_found

@@ -27,6 +27,19 @@ EN_TEMPLATE = (
 )
 
 
+# Dense cosine below which a chunk counts as unrelated, per embedder, when a deployment sets no
+# min_score. Measured on a handful of zh/en questions against related and unrelated passages
+# (e5's cosines sit in a narrow band: related ~0.83-0.89, unrelated 0.68-0.84; minilm's
+# related English 0.3-0.87, unrelated below 0.2). A heuristic: set `min_score` per deployment
+# from `luodi kb search` on your own questions.
+DEFAULT_MIN_SCORE = {"e5": 0.8, "minilm": 0.3}
+
+
+def min_score_for(embedder: str, explicit: float | None) -> float | None:
+    """The relevance threshold to use: the explicit one, else the embedder's default."""
+    return explicit if explicit is not None else DEFAULT_MIN_SCORE.get(embedder)
+
+
 class RagSettings(BaseModel):
     """How a deployment (or `luodi ask`) grounds answers in knowledge bases."""
 
@@ -38,7 +51,8 @@ class RagSettings(BaseModel):
     )
     min_score: float | None = Field(
         default=None,
-        description="Relevance threshold (see luodi.rag.retrieve); default: the retriever's.",
+        description="Dense-cosine relevance threshold (see luodi.rag.retrieve); default: the "
+        "embedder's (e5 0.8, minilm 0.3; other embedders keep every candidate).",
     )
     template: str | None = Field(
         default=None,

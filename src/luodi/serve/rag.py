@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from luodi.errors import BadInputError
-from luodi.rag.answer import RagSettings
+from luodi.rag.answer import RagSettings, min_score_for
 from luodi.serve.gateway import Call
 
 
@@ -31,6 +31,8 @@ def _search(
                 f"knowledge base {ref!r} belongs to team {kb.info.team!r}, not the deployment's "
                 f"team {team!r}"
             )
+        threshold = min_score_for(kb.config.embedder, s.min_score)
+        cfg = RetrieveConfig(mode=s.mode, top_k=s.top_k, min_score=threshold)
         for h in kb.search(question, cfg):
             hits.append(h)
             kb_of[h.chunk.id] = kb.info.ref
