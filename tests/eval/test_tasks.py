@@ -436,7 +436,7 @@ def test_every_registered_task_is_described_and_ranks_items_by_a_score_it_writes
     from luodi.eval.tasks import TASKS, EvalTask
 
     names = TASKS.names()
-    assert len(names) == 7
+    assert len(names) == 8
     description = EvalTask.model_fields["task"].description or ""
     for name in names:
         assert name in description, name
@@ -447,6 +447,7 @@ def test_every_registered_task_is_described_and_ranks_items_by_a_score_it_writes
         "efficiency": "latency_s",
         "generate": "token_f1",
         "perplexity": "nll",
+        "retrieval": "hybrid.mrr",
         "robustness": "consistency",
         "safety": "refusal_rate",
     }

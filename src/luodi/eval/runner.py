@@ -223,7 +223,12 @@ def run_eval(
         ) -> list[Record]:
             return _records(by_ref.get(ref) or D.resolve(store, ref), split, None)
 
-        env = TaskEnv(seed=seed, load=load, splits=lambda r: _splits(D.resolve(store, r)))
+        env = TaskEnv(
+            seed=seed,
+            load=load,
+            splits=lambda r: _splits(D.resolve(store, r)),
+            extra={"store": store},
+        )
         records = _records(d.info, d.split, task.limit) if d.info else []
         source = f"{len(records)} records of {d.info.ref}" if d.info else "built-in items only"
         progress(task=task.label, message=source)

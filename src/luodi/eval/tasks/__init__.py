@@ -6,6 +6,7 @@ from luodi.eval.tasks import (
     efficiency,
     generate,
     perplexity,
+    retrieval,
     robustness,
     safety,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "efficiency",
     "generate",
     "perplexity",
+    "retrieval",
     "robustness",
     "safety",
 ]

@@ -58,8 +58,8 @@ class EvalTask(BaseModel):
 
     task: str = Field(
         description=(
-            "The task type: choice, generate, classify, perplexity, robustness, safety or "
-            "efficiency."
+            "The task type: choice, generate, classify, perplexity, robustness, safety, "
+            "efficiency or retrieval."
         )
     )
     dataset: str = Field(description="The dataset version to evaluate on, NAME or NAME:vN.")
