@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from luodi.errors import BackendUnavailableError, BadInputError, MissingDependencyError
+from luodi.errors import BadInputError, MissingDependencyError
 from luodi.models.chat import chatml_template
 from luodi.serve.backends.base import (
     BackendSpec,
@@ -32,7 +32,7 @@ from luodi.serve.backends.base import (
     check_request,
     unsupported,
 )
-from luodi.serve.backends.scheduler import Job, Reply, Scheduler, job_events
+from luodi.serve.backends.scheduler import Job, Reply, Scheduler, job_events, job_result
 from luodi.serve.backends.tools import prepare_messages, select_tools, template_supports_tools
 from luodi.store import Store
 
@@ -145,10 +145,7 @@ class LlamaCppBackend:
     async def generate(self, req: GenRequest) -> GenResult:
         """The whole reply (see Backend.generate)."""
         job = self._job(req, want_deltas=False)
-        async for event in job_events(job, self.scheduler.submit, self.timeout_s):
-            if isinstance(event, StreamEnd):
-                return event.result
-        raise BackendUnavailableError(f"{self.ref} ended a reply without a result")
+        return await job_result(job, self.scheduler.submit, self.timeout_s, self.ref)
 
     async def stream(self, req: GenRequest) -> AsyncIterator[StreamDelta | StreamEnd]:
         """The reply piece by piece, then a StreamEnd (see Backend.stream)."""

@@ -323,3 +323,13 @@ async def job_events(
 
 
 __all__ = ["FairQueue", "Job", "Reply", "Scheduler", "job_events"]
+
+
+async def job_result(
+    job: Job, submit: Callable[[Job], None], timeout_s: float, ref: str
+) -> GenResult:
+    """Submit `job` and return its whole reply (the StreamEnd's result); see job_events."""
+    async for event in job_events(job, submit, timeout_s):
+        if isinstance(event, StreamEnd):
+            return event.result
+    raise BackendUnavailableError(f"{ref} ended a reply without a result")

@@ -29,7 +29,7 @@ from transformers import (
     StoppingCriteriaList,
 )
 
-from luodi.errors import BackendUnavailableError, BadInputError
+from luodi.errors import BadInputError
 from luodi.models.chat import ensure_chat_template, fit_embeddings, stop_token_ids
 from luodi.serve.backends.base import (
     BackendSpec,
@@ -40,7 +40,7 @@ from luodi.serve.backends.base import (
     check_request,
     unsupported,
 )
-from luodi.serve.backends.scheduler import Job, Reply, Scheduler, job_events
+from luodi.serve.backends.scheduler import Job, Reply, Scheduler, job_events, job_result
 from luodi.serve.backends.tools import prepare_messages, select_tools, template_supports_tools
 from luodi.store import Store
 
@@ -226,10 +226,7 @@ class TransformersBackend:
     async def generate(self, req: GenRequest) -> GenResult:
         """The whole reply (see Backend.generate)."""
         job = self._job(req, want_deltas=False)
-        async for event in job_events(job, self.scheduler.submit, self.timeout_s):
-            if isinstance(event, StreamEnd):
-                return event.result
-        raise BackendUnavailableError(f"{self.ref} ended a reply without a result")
+        return await job_result(job, self.scheduler.submit, self.timeout_s, self.ref)
 
     async def stream(self, req: GenRequest) -> AsyncIterator[StreamDelta | StreamEnd]:
         """The reply piece by piece, then a StreamEnd (see Backend.stream)."""
