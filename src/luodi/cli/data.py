@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from luodi.cli.render import emit_json, lineage_tree, out, progress_bar, table
+from luodi.cli.render import emit_json, lineage_tree, out, progress_bar, table, validated
 from luodi.cli.state import STATE
 from luodi.data.report import DatasetResult
 from luodi.errors import BadInputError
@@ -77,17 +77,16 @@ def ingest(
     as_json: bool = JSON,
 ) -> None:
     """Load files of any supported format into a new dataset version (bad files are reported)."""
-    from pydantic import ValidationError
-
     from luodi.data.ingest import IngestConfig, run_ingest
 
-    try:
-        cfg = IngestConfig(
-            paths=paths, kind=kind, name=name, columns=_columns(column), rating_scale=rating_scale
-        )
-    except ValidationError as exc:
-        e = exc.errors()[0]
-        raise BadInputError(f"{'.'.join(map(str, e['loc']))}: {e['msg']}") from None
+    cfg = validated(
+        IngestConfig,
+        paths=paths,
+        kind=kind,
+        name=name,
+        columns=_columns(column),
+        rating_scale=rating_scale,
+    )
     with progress_bar(not as_json) as p:
         res = run_ingest(STATE.store(), cfg, p)
     _show_result(res, as_json)
@@ -156,8 +155,6 @@ def balance(
     as_json: bool = JSON,
 ) -> None:
     """Show the class distribution, or oversample minority classes (train split only)."""
-    from pydantic import ValidationError
-
     from luodi.data.balance import BalanceConfig, balance_report, run_balance
 
     store = STATE.store()
@@ -170,20 +167,41 @@ def balance(
             rows = sorted(counts.items(), key=lambda kv: -kv[1])
             out.print(table(f"split {split_name}", ["class", "records"], rows))
         return
-    try:
-        cfg = BalanceConfig(
-            dataset=dataset,
-            name=name,
-            by=by,
-            strategy=strategy,
-            target=int(target) if target.isdigit() else target,
-            seed=seed,
-        )
-    except ValidationError as exc:
-        e = exc.errors()[0]
-        raise BadInputError(f"{'.'.join(map(str, e['loc']))}: {e['msg']}") from None
+    cfg = validated(
+        BalanceConfig,
+        dataset=dataset,
+        name=name,
+        by=by,
+        strategy=strategy,
+        target=int(target) if target.isdigit() else target,
+        seed=seed,
+    )
     with progress_bar(not as_json) as p:
         res = run_balance(store, cfg, p)
+    _show_result(res, as_json)
+
+
+@app.command()
+def mix(
+    sources: list[str] = typer.Option(
+        ...,
+        "--from",
+        help="A source: NAME[:vN][#split][*N] (split to take, N copies); repeatable.",
+    ),
+    name: str = typer.Option(..., "--name", help="Name of the mixed dataset."),
+    into: str | None = typer.Option(
+        None, "--into", help="Put every record into this split (default: keep their own)."
+    ),
+    dedup: str = typer.Option("exact", "--dedup", help="exact or none."),
+    as_json: bool = JSON,
+) -> None:
+    """Combine dataset versions into one (e.g. training data + feedback), lineage to all."""
+    from luodi.data.mix import MixConfig, MixSource, run_mix
+
+    parsed = [MixSource.parse(s, into) for s in sources]
+    cfg = validated(MixConfig, sources=parsed, name=name, dedup=dedup)
+    with progress_bar(not as_json) as p:
+        res = run_mix(STATE.store(), cfg, p)
     _show_result(res, as_json)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from luodi.cli.render import emit_json, err, lineage_tree, out, progress_bar, table
+from luodi.cli.render import emit_json, err, lineage_tree, out, progress_bar, table, validated
 from luodi.cli.state import STATE
 from luodi.errors import BadInputError
 from luodi.rag.kb_models import DEFAULT_KB_EMBEDDER
@@ -22,16 +22,6 @@ app = typer.Typer(no_args_is_help=True)
 
 JSON = typer.Option(False, "--json", help="Print the result as JSON.")
 KB = typer.Argument(..., help="Knowledge base: NAME (newest version) or NAME:vN.")
-
-
-def _validated(model: Any, **fields: Any) -> Any:
-    from pydantic import ValidationError
-
-    try:
-        return model(**fields)
-    except ValidationError as exc:
-        e = exc.errors()[0]
-        raise BadInputError(f"{'.'.join(map(str, e['loc']))}: {e['msg']}") from None
 
 
 def _info_row(i: Any) -> list[Any]:
@@ -108,8 +98,8 @@ def create(
     from luodi.rag.chunk import ChunkConfig
     from luodi.rag.kb import KBConfig, create_kb
 
-    chunk = _validated(ChunkConfig, size=chunk_size, overlap=overlap, unit=unit)
-    cfg = _validated(
+    chunk = validated(ChunkConfig, size=chunk_size, overlap=overlap, unit=unit)
+    cfg = validated(
         KBConfig,
         name=name,
         team=team,
@@ -245,7 +235,7 @@ def rebuild_(
     chunk = None
     if chunk_size is not None or overlap is not None or unit is not None:
         old = config_of(resolve_kb(store, kb)).chunk
-        chunk = _validated(
+        chunk = validated(
             ChunkConfig,
             size=chunk_size if chunk_size is not None else old.size,
             overlap=overlap if overlap is not None else old.overlap,
@@ -282,7 +272,7 @@ def search(
         fields["documents"] = doc
     if tag:
         fields["tags"] = tags_of(tag)
-    cfg = _validated(RetrieveConfig, **fields)
+    cfg = validated(RetrieveConfig, **fields)
     info, hits = search_kb(STATE.store(), kb, query, cfg)
     if as_json:
         for h in hits:

@@ -39,6 +39,19 @@ def emit_json(obj: BaseModel | Sequence[BaseModel | dict[str, Any]] | dict[str, 
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
 
 
+def validated(model: Any, **fields: Any) -> Any:
+    """`model(**fields)`, a validation failure raised as a one-line BadInputError (exit 2)."""
+    from pydantic import ValidationError
+
+    from luodi.errors import BadInputError
+
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        raise BadInputError(f"{'.'.join(map(str, e['loc']))}: {e['msg']}") from None
+
+
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
     """A Rich table with the given header and rows (values stringified)."""
     t = Table(title=title, title_justify="left", show_lines=False)
