@@ -3,6 +3,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 SYSTEM_PACKAGES := antiword
+# llama-cpp-python compiles llama.cpp. A native build (-march=native) turns on AMX on CPUs that
+# have it, and its AMX kernels crash (SIGSEGV in decode) on these machines' Xeons, so the
+# instruction sets are named instead: AVX2, plus AVX-512 where the CPU has it.
+LLAMA_AVX512 := $(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null && echo "-DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON")
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON $(LLAMA_AVX512)
 
 .PHONY: install test demo lint bench system-packages clean
 
