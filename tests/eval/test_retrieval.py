@@ -27,8 +27,9 @@ from luodi.data.records import get_kind, make_record
 from luodi.data.report import DatasetReport
 from luodi.errors import BadInputError, NotFoundError
 from luodi.eval import metrics as M
+from luodi.eval.retrieval_metrics import GoldIndex, faithfulness_of, sentences
 from luodi.eval.tasks import TASKS, TaskEnv
-from luodi.eval.tasks.retrieval import GoldIndex, faithfulness_of, gold_of, sentences
+from luodi.eval.tasks.retrieval import gold_of
 from luodi.progress import no_progress
 from luodi.rag import embed
 from luodi.rag.chunk import Chunk
@@ -137,11 +138,11 @@ def test_metrics_equal_hand_computations_for_each_mode(kb_store: Store) -> None:
         {"question": "Is this in the file?", "document": "pay.txt", "passage": "not in the file"},
         {"question": "No gold at all?"},
     ]
-    res = task(k=[1, 2], faithfulness=False).run(
+    res = task(k=[1, 2], faithfulness=False, retrieve={"fusion": "rrf"}).run(
         NoTarget(), records(QUESTIONS + bad), no_progress, env(kb_store)
     )
     # first ranks per question (None: not within the top 2), worked out in QUESTIONS' comments;
-    # hybrid = RRF(k=60) of the full dense ranking and the lexical one:
+    # hybrid = RRF(k=60) of the full dense ranking and the lexical one (fuse_depth 10 > 3):
     # Q2 B 1/62+1/61 > A 1/61; Q3 A 1/63+1/61 > C 1/61 > B 1/62; Q4 has no lexical hit.
     expected_ranks = {
         "dense": [[1], [2], [1, None], [None]],
@@ -370,3 +371,88 @@ def test_saved_qa_datasets_keep_the_gold_fields(store: Store) -> None:
     g = gold_of(rec)
     assert not isinstance(g, str)
     assert g.documents == ["printer.txt", "leave.txt"] and len(g.passages) == 2
+
+
+# -- runs without a target; the knowledge base as a parent ------------------------------------
+def _suite(**kw: Any) -> Any:
+    from luodi.eval.suite import parse_suite
+
+    return parse_suite(
+        {"name": "rag", "tasks": [{"task": "retrieval", "dataset": "q", "k": [1, 2],
+                                   "knowledge_base": "tiny", "faithfulness": False,
+                                   "retrieve": {"fusion": "rrf"}, **kw}]}
+    )  # fmt: skip
+
+
+def test_a_retrieval_only_suite_runs_without_a_target_and_lists_the_kb_as_parent(
+    kb_store: Store,
+) -> None:
+    from luodi.eval import run_eval
+
+    report = DatasetReport(name="q", stage="ingest", record_kind="qa")
+    save_dataset(kb_store, report, [records(QUESTIONS)])
+    res = run_eval(kb_store, None, _suite())
+    assert (res.target, res.target_hash, res.status) == ("none", None, "complete")
+    # the same numbers as the task run on its own (hand-checked in the first test)
+    assert res.tasks[0].metrics["hybrid.recall@2"] == 0.75
+    run = kb_store.resolve(res.run, "eval_run")
+    assert run.meta["target"] == {"ref": "none", "kind": "none", "content_hash": None}
+    kb = kb_store.resolve("tiny", "knowledge_base")
+    assert {(p.kind, p.ref, p.role, p.content_hash) for p in run.parents} == {
+        ("dataset", "q:v1", "data", kb_store.resolve("q", "dataset").content_hash),
+        ("knowledge_base", "tiny:v2", "knowledge_base", kb.content_hash),
+    }
+    assert {(p.ref, p.role) for p in res.parents} == {
+        ("q:v1", "data"),
+        ("tiny:v2", "knowledge_base"),
+    }
+    run_json = json.loads((run.path / "run.json").read_text(encoding="utf-8"))
+    assert run_json["target"]["kind"] == "none"
+    assert run_json["prompts"]["retrieval"]["retrieve"]["fusion"] == "rrf"
+    assert run_json["inputs"]["retrieval"] == [
+        {"kind": "knowledge_base", "ref": "tiny:v2", "content_hash": kb.content_hash,
+         "role": "knowledge_base"}
+    ]  # fmt: skip
+    # the lineage walks from the run through the knowledge base to its source files
+    node = kb_store.lineage(res.run, "eval_run")
+    (kb_node,) = [p for p in node.parents if p.kind == "knowledge_base"]
+    assert sorted(Path(s["path"]).name for s in kb_node.sources) == sorted(DOCS)
+
+
+def test_runs_that_cannot_work_fail_before_anything_is_stored(kb_store: Store) -> None:
+    from luodi.eval import run_eval
+
+    report = DatasetReport(name="q", stage="ingest", record_kind="qa")
+    save_dataset(kb_store, report, [records(QUESTIONS)])
+    with pytest.raises(BadInputError, match=r"task\(s\) retrieval call a model.*faithfulness"):
+        run_eval(kb_store, None, _suite(faithfulness=True))
+    with pytest.raises(NotFoundError, match="knowledge base 'nope' not found"):
+        run_eval(kb_store, None, _suite(knowledge_base="nope"))
+    create_kb(kb_store, KBConfig(name="empty", embedder="hand"))
+    with pytest.raises(BadInputError, match="empty:v1 has no documents"):
+        run_eval(kb_store, NoTarget(), _suite(knowledge_base="empty"))  # type: ignore[arg-type]
+    assert kb_store.list("eval_run") == []
+    # retriever settings are checked when the suite is read
+    with pytest.raises(BadInputError, match="rrf_k cannot be set in `retrieve`"):
+        _suite(retrieve={"rrf_k": 3})
+    with pytest.raises(BadInputError, match="fusion"):
+        _suite(retrieve={"fusion": "average"})
+
+
+def test_the_version_resolved_before_the_run_is_the_one_searched(
+    kb_store: Store, tmp_path: Path
+) -> None:
+    """A task reads the knowledge-base version the runner resolved (and lists as parent),
+    even when a newer version appears in between."""
+    t = task(k=[1, 2], faithfulness=False)
+    (v2,) = t.inputs(kb_store)
+    more = tmp_path / "more"
+    more.mkdir()
+    (more / "extra.txt").write_text("Annual bonus: paid in March.\n", encoding="utf-8")
+    add_documents(kb_store, "tiny", [more])  # tiny:v3
+    pinned = TaskEnv(seed=0, load=lambda r, s: [], splits=lambda r: [],
+                     extra={"store": kb_store, "inputs": [v2]})  # fmt: skip
+    res = t.run(NoTarget(), records(QUESTIONS), no_progress, pinned)
+    assert (v2[0].ref, v2[1]) == ("tiny:v2", "knowledge_base")
+    assert res.prompt["knowledge_base"] == "tiny:v2"
+    assert t.run(NoTarget(), [], no_progress, env(kb_store)).prompt["knowledge_base"] == "tiny:v3"

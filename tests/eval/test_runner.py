@@ -434,3 +434,15 @@ def test_local_model_folder_target_scores_like_its_version(env: tuple[Store, str
     ]
     with pytest.raises(NotFoundError, match="known models: bot"):
         run_eval(store, "/no/such/model", suite)
+
+
+def test_a_suite_of_model_tasks_needs_a_target(store: Store) -> None:
+    """Without a target, a suite fails before anything runs, naming every task that calls a
+    model; nothing is stored."""
+    _datasets(store)
+    with pytest.raises(BadInputError) as exc:
+        run_eval(store, None, parse_suite(FULL_SUITE))
+    msg = exc.value.message
+    assert "task(s) choice, generate, sampled, classify, perplexity call a model" in msg
+    assert "openai:http://HOST:PORT/v1#MODEL" in msg
+    assert store.list("eval_run") == []

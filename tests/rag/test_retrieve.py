@@ -1,4 +1,5 @@
-"""Retrieval (luodi.rag.retrieve): RRF, dense/lexical/hybrid, filters, threshold, rerank.
+"""Retrieval (luodi.rag.retrieve): RRF and score fusion, dense/lexical/hybrid, filters,
+threshold, rerank.
 
 Dense search uses the real all-MiniLM-L6-v2 embedder (it ships its weights); the corpus is a
 dozen chunks, so the whole file runs in seconds.
@@ -15,8 +16,8 @@ from luodi.data.loaders.base import Segment
 from luodi.errors import BadInputError, NotFoundError
 from luodi.rag.chunk import Chunk, ChunkConfig, chunk_segments
 from luodi.rag.embed import open_embedder
-from luodi.rag.index import new_lexical_index, new_vector_index
-from luodi.rag.retrieve import RetrieveConfig, Retriever, rrf
+from luodi.rag.index import Hit, new_lexical_index, new_vector_index
+from luodi.rag.retrieve import FUSIONS, RetrieveConfig, Retriever, fuse_scores, minmax, rrf
 
 DOCS = {
     "hr": (
@@ -107,9 +108,65 @@ def test_hybrid_finds_what_only_one_retriever_finds(retriever: Retriever) -> Non
     assert [r.rank for r in hybrid] == list(range(1, len(hybrid) + 1))
 
 
+def test_score_fusion_equals_a_hand_computation() -> None:
+    dense = [Hit("a", 0.9), Hit("b", 0.8), Hit("c", 0.5)]
+    lexical = [Hit("c", 12.0), Hit("d", 4.0), Hit("a", 2.0)]
+    assert minmax(dense) == pytest.approx({"a": 1.0, "b": 0.75, "c": 0.0})
+    assert minmax(lexical) == pytest.approx({"c": 1.0, "d": 0.2, "a": 0.0})
+    fused = dict(fuse_scores(dense, lexical, RetrieveConfig(dense_weight=0.7)))
+    expected = {"a": 0.7, "b": 0.7 * 0.75, "c": 0.3, "d": 0.3 * 0.2}
+    assert fused == pytest.approx(expected)
+    assert [i for i, _ in fuse_scores(dense, lexical, RetrieveConfig(dense_weight=0.7))] == [
+        "a", "b", "c", "d"
+    ]  # fmt: skip
+    # Weight 0 is the lexical order (ids only in the dense list tie at 0, in first-seen order).
+    only_lexical = fuse_scores(dense, lexical, RetrieveConfig(dense_weight=0.0))
+    assert [i for i, _ in only_lexical] == ["c", "d", "a", "b"]
+    # One hit, or equal scores, normalise to 1 (nothing to tell apart); empty lists fuse to [].
+    assert minmax([Hit("x", 3.0)]) == {"x": 1.0} and minmax([]) == {}
+    assert fuse_scores([], [], RetrieveConfig()) == []
+    assert set(FUSIONS) == {"rrf", "score"}
+    with pytest.raises(ValueError):
+        RetrieveConfig(fusion="max")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        RetrieveConfig(dense_weight=1.5)
+
+
+def test_hybrid_score_fusion_over_the_top_of_each_list(retriever: Retriever) -> None:
+    query = "staff expense reports, printer toner, password reset and laptops"
+    deep = {"top_k": 20, "candidates": 20}
+    dense = retriever.search(query, RetrieveConfig(mode="dense", **deep))
+    lexical = retriever.search(query, RetrieveConfig(mode="lexical", **deep))
+    assert len(dense) > 3 and len(lexical) > 3
+    for depth, weight in ((3, 0.7), (20, 0.5)):
+        d = minmax([Hit(r.chunk.id, r.score) for r in dense[:depth]])
+        lx = minmax([Hit(r.chunk.id, r.score) for r in lexical[:depth]])
+        expected = {i: weight * d.get(i, 0) + (1 - weight) * lx.get(i, 0) for i in d | lx}
+        cfg = RetrieveConfig(fusion="score", dense_weight=weight, fuse_depth=depth, **deep)
+        hybrid = retriever.search(query, cfg)
+        # Only the top `depth` of each list take part; every one of them is returned.
+        assert {r.chunk.id for r in hybrid} == set(expected)
+        for r in hybrid:
+            assert r.score == pytest.approx(expected[r.chunk.id])
+        scores = [r.score for r in hybrid]
+        assert scores == sorted(scores, reverse=True)
+    # Neither list's top wins alone: the laptops chunk leads dense, the password chunk leads
+    # lexical and is a close second on dense, so its fused score is the highest.
+    assert dense[0].chunk.text == DOCS["it"][2][2] and lexical[0].chunk.text == DOCS["it"][2][1]
+    assert hybrid[0].chunk.text == DOCS["it"][2][1]
+    # The default is score fusion of the top 10 with dense weight 0.6.
+    default = retriever.search(query, RetrieveConfig(top_k=20))
+    explicit = RetrieveConfig(top_k=20, fusion="score", fuse_depth=10, dense_weight=0.6)
+    assert [(r.chunk.id, r.score) for r in default] == [
+        (r.chunk.id, r.score) for r in retriever.search(query, explicit)
+    ]
+
+
 def test_hybrid_scores_are_rrf_of_the_two_rankings(retriever: Retriever) -> None:
     query = "submit expense reports to the finance portal"
-    cfg = RetrieveConfig(mode="hybrid", top_k=20, candidates=20, rrf_k=10)
+    cfg = RetrieveConfig(
+        mode="hybrid", fusion="rrf", fuse_depth=20, top_k=20, candidates=20, rrf_k=10
+    )
     dense = retriever.search(query, RetrieveConfig(mode="dense", top_k=20, candidates=20))
     lexical = retriever.search(query, RetrieveConfig(mode="lexical", top_k=20, candidates=20))
     expected = dict(rrf([[r.chunk.id for r in dense], [r.chunk.id for r in lexical]], k=10))
@@ -120,6 +177,10 @@ def test_hybrid_scores_are_rrf_of_the_two_rankings(retriever: Retriever) -> None
     assert hybrid[0].chunk.text == DOCS["hr"][2][1]
     scores = [r.score for r in hybrid]
     assert scores == sorted(scores, reverse=True)
+    # fuse_depth cuts each ranking before fusion.
+    top3 = retriever.search(query, cfg.model_copy(update={"fuse_depth": 3}))
+    expected3 = dict(rrf([[r.chunk.id for r in dense[:3]], [r.chunk.id for r in lexical[:3]]], 10))
+    assert {r.chunk.id: r.score for r in top3} == pytest.approx(expected3)
     dense_scores = [r.score for r in dense]
     assert dense_scores == sorted(dense_scores, reverse=True) and dense[0].dense == dense[0].score
 

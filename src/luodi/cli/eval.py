@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from luodi.cli.render import emit_json, err, out, progress_bar, table
+from luodi.cli.render import emit_json, err, lineage_tree, out, progress_bar, table
 from luodi.cli.state import STATE
 
 app = typer.Typer(no_args_is_help=True)
@@ -37,9 +37,13 @@ def _print_run(res: Any) -> None:
         metrics = list(t.metrics.items()) or [("-", None)]
         for i, (name, value) in enumerate(metrics):
             rows.append([*(head if i == 0 else [""] * len(head)), name, _fmt(value)])
-    title = f"eval run {res.run}: {res.target} ({res.status})"
+    target = res.target if res.target != "none" else "no target (retrieval only)"
+    title = f"eval run {res.run}: {target} ({res.status})"
     columns = ["task", "dataset", "status", "scored", "skip", "err", "metric", "value"]
     out.print(table(title, columns, rows))
+    read = [f"{p.ref} ({p.role})" for p in res.parents if p.role != "target"]
+    if read:
+        out.print("read: " + ", ".join(read), highlight=False)
     for t in res.tasks:
         if t.error:
             err.print(f"{t.name}: partial: {t.error}", highlight=False, markup=False)
@@ -53,16 +57,20 @@ def _print_run(res: Any) -> None:
 
 @app.command("run")
 def run(
-    target: str = typer.Argument(
-        ...,
-        help="NAME[:vN|@STAGE], a base model or path, or openai:http://HOST:PORT/v1#MODEL.",
+    target: str | None = typer.Argument(
+        None,
+        help="NAME[:vN|@STAGE], a base model or path, or openai:http://HOST:PORT/v1#MODEL. "
+        "Leave it out when no task calls a model (retrieval with `faithfulness: false`).",
     ),
     suite: Path = typer.Option(..., "--suite", help="Suite YAML (name + tasks)."),
     seed: int = typer.Option(0, "--seed", help="Seed for everything random (same seed, same run)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Forward-pass batch of a local model."),
     as_json: bool = JSON,
 ) -> None:
-    """Score a target on a suite and store the run (exit 1 when the run is partial)."""
+    """Score a target on a suite and store the run (exit 1 when the run is partial).
+
+    Without a target, a suite whose tasks call no model runs and is stored with target "none".
+    """
     from luodi.eval import load_suite, run_eval
 
     spec = load_suite(suite)
@@ -96,6 +104,21 @@ def show(
         return
     _print_run(res)
     out.print(f"files: {res.path}", highlight=False)
+
+
+@app.command("lineage")
+def lineage(
+    run: str = typer.Argument(..., help="Eval run, SUITE or SUITE:vN."),
+    as_json: bool = JSON,
+) -> None:
+    """Walk a run's parents (target, datasets, knowledge bases) back to their source files."""
+    from luodi.eval.runner import KIND
+
+    node = STATE.store().lineage(run, KIND)
+    if as_json:
+        emit_json(node)
+        return
+    out.print(lineage_tree(node))
 
 
 @app.command("compare")

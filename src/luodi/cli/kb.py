@@ -16,6 +16,7 @@ import typer
 from luodi.cli.render import emit_json, err, lineage_tree, out, progress_bar, table, validated
 from luodi.cli.state import STATE
 from luodi.errors import BadInputError
+from luodi.rag.chunk import ChunkConfig
 from luodi.rag.kb_models import DEFAULT_KB_EMBEDDER
 
 app = typer.Typer(no_args_is_help=True)
@@ -81,8 +82,12 @@ def create(
         help="e5 (Chinese + English), minilm (English), a sentence-transformers folder, or "
         "openai:http://host:port/v1#MODEL.",
     ),
-    chunk_size: int = typer.Option(500, "--chunk-size", help="Maximum chunk length."),
-    overlap: int = typer.Option(80, "--overlap", help="Overlap between chunks of a section."),
+    chunk_size: int = typer.Option(
+        ChunkConfig().size, "--chunk-size", help="Maximum chunk length."
+    ),
+    overlap: int = typer.Option(
+        ChunkConfig().overlap, "--overlap", help="Overlap between chunks of a section."
+    ),
     unit: str = typer.Option("chars", "--unit", help="chars or tokens (the embedder's)."),
     index: str = typer.Option("faiss", "--index", help="faiss or milvus (milvus-lite)."),
     pii_mask: bool = typer.Option(
@@ -95,7 +100,6 @@ def create(
     as_json: bool = JSON,
 ) -> None:
     """Create an empty knowledge base (version 1)."""
-    from luodi.rag.chunk import ChunkConfig
     from luodi.rag.kb import KBConfig, create_kb
 
     chunk = validated(ChunkConfig, size=chunk_size, overlap=overlap, unit=unit)
@@ -228,7 +232,6 @@ def rebuild_(
     as_json: bool = JSON,
 ) -> None:
     """Re-chunk and re-embed every document into new indexes (a new version)."""
-    from luodi.rag.chunk import ChunkConfig
     from luodi.rag.kb import config_of, rebuild, resolve_kb
 
     store = STATE.store()

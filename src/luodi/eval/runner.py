@@ -16,9 +16,15 @@ Its meta holds target {ref, kind, content_hash}, suite, suite_key (a hash of the
 the dataset versions it resolved to: runs with the same key scored the same items), metrics
 {label: {metric: value}}, measured_tasks (labels of tasks whose numbers are measurements,
 e.g. efficiency timings: comparisons test no significance on them), status and seed; its
-parents are the target's model version or base (role "target") and every dataset version read
-(role "data"). A task without a dataset (safety on the shipped red-team prompts only) has
-dataset None in results.json and run.json and adds no parent.
+parents are the target's model version or base (role "target"), every dataset version read
+(role "data") and every other artifact a task reads (`task.inputs`, e.g. a knowledge-base
+version, role "knowledge_base"; also listed under `inputs` in run.json). A task without a
+dataset (safety on the shipped red-team prompts only) has dataset None in results.json and
+run.json and adds no parent.
+
+A suite whose tasks call no model (`task.needs_target()` false for all, e.g. retrieval without
+faithfulness) runs with no target (`target=None`): nothing is loaded and the run records
+target kind and ref "none".
 
 Scoring is deterministic: the same target, suite, dataset versions and seed give identical
 numbers. A target failing mid-run does not lose the run: the failing task (and any after it
@@ -46,7 +52,7 @@ from luodi.data import datasets as D
 from luodi.data.records import Record
 from luodi.errors import BadInputError, NotFoundError
 from luodi.eval.suite import Suite
-from luodi.eval.targets import Target, open_target
+from luodi.eval.targets import NoTarget, Target, open_target
 from luodi.eval.tasks.base import EvalTask, Problem, TaskCounts, TaskEnv, TaskResult
 from luodi.progress import Progress, no_progress
 from luodi.store import ArtifactInfo, Store
@@ -83,18 +89,32 @@ class TaskSummary(BaseModel):
     problems: list[Problem] = Field(default_factory=list, description="Skipped and error rows.")
 
 
+class RunParent(BaseModel):
+    """An artifact an eval run read: its target, a dataset version, a knowledge base."""
+
+    kind: str = Field(description="Artifact kind (model, base_model, dataset, knowledge_base).")
+    ref: str = Field(description="NAME:vN.")
+    role: str = Field(description="target, data, or the role a task gave it.")
+    content_hash: str = Field(description="Content hash of the version read.")
+
+
 class EvalRunResult(BaseModel):
     """A stored eval run."""
 
     run: str = Field(description="The eval run artifact, SUITE:vN.")
     suite: str
-    target: str = Field(description="The target scored (NAME:vN, a base, or an endpoint).")
+    target: str = Field(
+        description="The target scored (NAME:vN, a base, an endpoint, or none: no model)."
+    )
     target_hash: str | None = Field(description="Content hash of the target's files.")
     status: Literal["complete", "partial"]
     seed: int
     tasks: list[TaskSummary]
     seconds: float | None = Field(default=None, description="Wall time of the run.")
     path: str = Field(description="The run's folder (results.json, run.json, suite.yaml).")
+    parents: list[RunParent] = Field(
+        default_factory=list, description="What the run read (its lineage parents)."
+    )
 
 
 @dataclass
@@ -105,6 +125,8 @@ class _Data:
     info: ArtifactInfo | None
     split: str | None
     support: list[tuple[ArtifactInfo, str | None]]
+    inputs: list[tuple[ArtifactInfo, str]]
+    """Other artifacts the task reads, with their roles (`task.inputs`)."""
 
 
 def library_versions() -> dict[str, str | None]:
@@ -145,7 +167,7 @@ def _resolve_data(store: Store, suite: Suite) -> dict[str, _Data]:
     out: dict[str, _Data] = {}
     for task in suite.tasks:
         if task.dataset is None:  # a task that brings its own items (safety's red-team set)
-            out[task.label] = _Data(None, None, [])
+            out[task.label] = _Data(None, None, [], task.inputs(store))
             continue
         info = D.resolve(store, task.dataset)
         split = (
@@ -156,7 +178,7 @@ def _resolve_data(store: Store, suite: Suite) -> dict[str, _Data]:
             (_dataset(store, ref, task, s), s)
             for ref, s in task.support_datasets(lambda r: _splits(D.resolve(store, r)))
         ]
-        out[task.label] = _Data(info, split, support)
+        out[task.label] = _Data(info, split, support, task.inputs(store))
     return out
 
 
@@ -190,25 +212,44 @@ def suite_key(suite: Suite, data: dict[str, _Data]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def _open(store: Store, target: str | Target | None, suite: Suite, batch_size: int) -> Target:
+    """The target to score: opened from a reference, as given, or NoTarget when none is named
+    and no task needs one (BadInputError naming the tasks that do)."""
+    if isinstance(target, str):
+        return open_target(store, target, batch_size=batch_size)
+    if target is not None:
+        return target
+    needing = [t.label for t in suite.tasks if t.needs_target()]
+    if needing:
+        raise BadInputError(
+            f"suite {suite.name!r}: task(s) {', '.join(needing)} call a model, so the run needs "
+            "a target (a model version, a base model or path, or openai:http://HOST:PORT/v1#MODEL)"
+            "; a retrieval task measures retrieval alone with `faithfulness: false`"
+        )
+    return NoTarget()
+
+
 def run_eval(
     store: Store,
-    target: str | Target,
+    target: str | Target | None,
     suite: Suite,
     *,
     seed: int = 0,
     batch_size: int = 16,
     progress: Progress = no_progress,
 ) -> EvalRunResult:
-    """Score `target` (a reference or an opened Target) on every task of `suite`; store it.
+    """Score `target` (a reference, an opened Target, or None when no task of `suite` calls a
+    model) on every task of `suite`; store it.
 
     `batch_size` is the forward-pass batch of a local target opened from a reference.
 
     BadInputError (nothing stored) for missing datasets or splits, record kinds a task cannot
-    read, or a target that cannot do a task. A target failing mid-run stores the run as
+    read, a missing or empty knowledge base, no target for a task that needs one, or a
+    target that cannot do a task. A target failing mid-run stores the run as
     partial (see the module docstring).
     """
     data = _resolve_data(store, suite)
-    tgt = open_target(store, target, batch_size=batch_size) if isinstance(target, str) else target
+    tgt = _open(store, target, suite, batch_size)
     for task in suite.tasks:
         task.check_target(tgt)
     started, clock = datetime.now(UTC), time.perf_counter()
@@ -227,7 +268,7 @@ def run_eval(
             seed=seed,
             load=load,
             splits=lambda r: _splits(D.resolve(store, r)),
-            extra={"store": store},
+            extra={"store": store, "inputs": d.inputs},
         )
         records = _records(d.info, d.split, task.limit) if d.info else []
         source = f"{len(records)} records of {d.info.ref}" if d.info else "built-in items only"
@@ -277,6 +318,14 @@ def _store(
             }
             for label, d in data.items()
         },
+        "inputs": {
+            label: [
+                {"kind": a.kind, "ref": a.ref, "content_hash": a.content_hash, "role": role}
+                for a, role in d.inputs
+            ]
+            for label, d in data.items()
+            if d.inputs
+        },
         "prompts": {label: r.prompt for label, r in results.items()},
         "truncated_inputs": getattr(tgt, "truncated", None),
         "libraries": library_versions(),
@@ -288,6 +337,7 @@ def _store(
     edges = [(tgt.artifact, "target")] if tgt.artifact is not None else []
     for d in data.values():
         edges += ([(d.info, "data")] if d.info else []) + [(s, "data") for s, _ in d.support]
+        edges += d.inputs
     for info, role in edges:
         if (info.kind, info.ref) not in seen:
             seen.add((info.kind, info.ref))
@@ -346,6 +396,10 @@ def summary(
         ],
         seconds=seconds,
         path=str(info.path),
+        parents=[
+            RunParent(kind=p.kind, ref=p.ref, role=p.role, content_hash=p.content_hash)
+            for p in info.parents
+        ],
     )
 
 
@@ -371,13 +425,19 @@ def production_run(store: Store, candidate: str) -> ArtifactInfo:
     suite, over the same tasks and dataset versions (suite_key), whose target is the version
     now in production of the candidate's model name.
 
-    BadInputError when the candidate's target is not a model version, nothing of that name is
-    in production, or the production version was never run on this suite (saying what to run).
+    BadInputError when the candidate's target is not a model version (or the run had no
+    target), nothing of that name is in production, or the production version was never run
+    on this suite (saying what to run).
     """
     from luodi.registry.stages import resolve_model
 
     cand = resolve_run(store, candidate)
     target = (cand.meta.get("target") or {}).get("ref")
+    if (cand.meta.get("target") or {}).get("kind") == "none":
+        raise BadInputError(
+            f"{cand.ref} was run without a target (its tasks call no model), so no production "
+            "model has a run to gate it against: name the baseline run with --against SUITE:vN"
+        )
     if (cand.meta.get("target") or {}).get("kind") != "model" or not target:
         raise BadInputError(
             f"{cand.ref} scored {target}, not a registered model version: name the run to gate "

@@ -6,6 +6,8 @@ A target reference is one of:
 - a registered base model, `default`, or the path of an HF model folder / GGUF file;
 - `openai:http://host:port/v1#MODEL`: any OpenAI-compatible endpoint (vLLM, a hosted model,
   luodi's own server). The API key is $LUODI_EVAL_API_KEY, else $OPENAI_API_KEY, else "EMPTY".
+- a composite (`NAME`, `NAME:vN`, `composite:NAME`; luodi.collab): a domain and a general model
+  scored through the member each item is routed to (luodi.collab.target).
 
 Targets say what they can do in `capabilities`; tasks check them before a run starts, so an
 impossible suite fails at once with nothing stored:
@@ -145,6 +147,19 @@ class Unsupported:
     def stream(self, prompt: Prompt, params: GenerationParams) -> TokenStream:
         """Not available on this target."""
         raise self._no("stream replies")
+
+
+class NoTarget(Unsupported):
+    """The target of a run whose tasks call no model (retrieval only, `needs_target()` false
+    for every task): it can do nothing, is recorded as kind "none", and adds no parent."""
+
+    ref = "none"
+    capabilities: frozenset[str] = frozenset()
+    artifact: ArtifactInfo | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """kind and ref "none": no model was scored."""
+        return {"kind": "none", "ref": self.ref, "content_hash": None}
 
 
 def _sampling(params: GenerationParams) -> dict[str, Any]:
@@ -494,6 +509,12 @@ def open_target(store: Store, ref: str, *, batch_size: int = 16) -> Target:
     ref = ref.strip()
     if ref.startswith(OPENAI_PREFIX):
         return OpenAITarget(*parse_openai_ref(ref))
+    from luodi.collab.composite import find_composite
+
+    if find_composite(store, ref) is not None:  # a composite scores through its members
+        from luodi.collab.target import open_composite_target
+
+        return open_composite_target(store, ref, batch_size=batch_size)
     try:
         info = resolve_model(store, ref)
     except BadInputError:  # NotFoundError included: maybe a base or a path

@@ -3,7 +3,10 @@
 - request ids: every response carries `x-request-id` (the client's own id is kept when it
   sends a sane one, else a new `req-…`), also readable as `request.state.request_id`;
 - body size: a body over the limit gets 413 before any of it is parsed, whether the client
-  sent a Content-Length or a chunked body.
+  sent a Content-Length or a chunked body. Document uploads (POST to a path matching
+  `upload_path`) have their own, larger limit (`limits.max_upload_bytes`); every other
+  request keeps `limits.max_body_bytes`. A chunked body is held in memory up to its limit
+  before the app sees it (a declared Content-Length over the limit is refused unread).
 """
 
 from __future__ import annotations
@@ -42,11 +45,29 @@ async def _send_json(send: Send, status: int, body: dict[str, Any], rid: str) ->
 
 
 class GatewayMiddleware:
-    """Request ids and the body size limit."""
+    """Request ids and the body size limits."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        max_upload_bytes: int | None = None,
+        upload_path: re.Pattern[str] | None = None,
+    ) -> None:
         self.app = app
         self.max_body = max_body_bytes
+        self.max_upload = max_upload_bytes if max_upload_bytes is not None else max_body_bytes
+        self.upload_path = upload_path
+
+    def _limit(self, scope: Scope) -> tuple[int, str]:
+        """The body limit of this request, and the setting that sets it."""
+        if (
+            self.upload_path is not None
+            and scope["method"] == "POST"
+            and self.upload_path.match(scope["path"])
+        ):
+            return self.max_upload, "limits.max_upload_bytes"
+        return self.max_body, "limits.max_body_bytes"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,18 +83,22 @@ class GatewayMiddleware:
                 length = v
         rid = rid or new_request_id()
         scope.setdefault("state", {})["request_id"] = rid
-        too_big = error_body(
-            f"request body too large: the limit is {self.max_body} bytes",
-            "invalid_request_error",
-            "request_too_large",
-        )
+        limit, setting = self._limit(scope)
+
+        def too_big() -> dict[str, Any]:
+            return error_body(
+                f"request body too large: the limit is {limit} bytes ({setting})",
+                "invalid_request_error",
+                "request_too_large",
+            )
+
         if length is not None:
             try:
                 n = int(length)
             except ValueError:
                 n = -1
-            if n > self.max_body:
-                await _send_json(send, 413, too_big, rid)
+            if n > limit:
+                await _send_json(send, 413, too_big(), rid)
                 return
         elif scope["method"] in ("POST", "PUT", "PATCH"):
             # No Content-Length (chunked): read up to the limit, then replay it.
@@ -85,8 +110,8 @@ class GatewayMiddleware:
                 chunks.append(msg.get("body", b""))
                 size += len(chunks[-1])
                 more = msg.get("more_body", False)
-                if size > self.max_body:
-                    await _send_json(send, 413, too_big, rid)
+                if size > limit:
+                    await _send_json(send, 413, too_big(), rid)
                     return
             body = b"".join(chunks)
             sent = False

@@ -74,6 +74,7 @@ class LiveDeployment:
     info: D.DeploymentInfo
     routes: list[LiveRoute]
     guard: Any = None
+    tools: Any = None  # luodi.serve.tools.box.ToolBox: its server-side tools, open while served
     _cum: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -120,6 +121,7 @@ class Router:
         self._pool: dict[str, _Pooled] = {}
         self._lock = asyncio.Lock()
         self.errors: dict[str, str] = {}  # deployment -> why its newest version is not served
+        self._retiring: set[asyncio.Task[None]] = set()  # tool boxes of swapped-out versions
 
     # -- reading (hot path: no I/O, no locks) -------------------------------------------------
     def get(self, name: str, team: str | None) -> LiveDeployment:
@@ -196,17 +198,26 @@ class Router:
                 if info.spec.guard
                 else None
             )
+            tools = None
+            if info.spec.tools:  # MCP servers start here, once per deployment version
+                from luodi.serve.tools.box import open_toolbox
+
+                tools = await open_toolbox(info.spec.tools, info.spec.tool_loop)
         except BaseException:
             for key in acquired:
                 self._pool[key].users -= 1
             self._collect()
             raise
-        return LiveDeployment(info, routes, guard)
+        return LiveDeployment(info, routes, guard, tools)
 
     def _release(self, dep: LiveDeployment) -> None:
         for r in dep.routes:
             self._pool[_backend_key(r.route, r.served)].users -= 1
         self._collect()
+        if dep.tools is not None:  # closed once its in-flight requests are done
+            task = asyncio.get_running_loop().create_task(dep.tools.aclose())
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
 
     def _collect(self) -> None:
         for key, p in list(self._pool.items()):
@@ -217,7 +228,13 @@ class Router:
     async def aclose(self) -> None:
         """Close every backend (server shutdown)."""
         async with self._lock:
+            lives = list(self._live.values())
             pools, self._pool, self._live = list(self._pool.values()), {}, {}
+        for d in lives:
+            if d.tools is not None:
+                await d.tools.aclose(wait_s=5.0)
+        if self._retiring:
+            await asyncio.wait(list(self._retiring), timeout=30)
         for p in pools:
             await _close_when_idle(p, wait_s=5.0)
 

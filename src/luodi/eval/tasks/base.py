@@ -31,6 +31,7 @@ from luodi.errors import BadInputError
 from luodi.eval.targets import Target, TargetError
 from luodi.progress import Progress
 from luodi.registry import Registry
+from luodi.store import ArtifactInfo, Store
 
 _LABEL = re.compile(r"^[A-Za-z0-9][\w\-]{0,63}$")
 # Problems kept in full in results.json; beyond that only the count grows.
@@ -120,6 +121,18 @@ class EvalTask(BaseModel):
     def support_datasets(self, splits: Callable[[str], list[str]]) -> list[tuple[str, str | None]]:
         """(dataset ref, split) pairs read besides the evaluated one (e.g. few-shot examples);
         `splits(ref)` lists a dataset's splits."""
+        return []
+
+    def needs_target(self) -> bool:
+        """Whether this task, as configured, calls the target. A suite whose tasks all say no
+        runs without one (`luodi eval run --suite S` with no target: target kind "none")."""
+        return True
+
+    def inputs(self, store: Store) -> list[tuple[ArtifactInfo, str]]:
+        """Artifacts other than datasets this task reads (e.g. a knowledge-base version), each
+        with its role, resolved before any work: they become parents of the eval run, and the
+        runner hands them to `run` as `env.extra["inputs"]` so the task reads exactly them.
+        NotFoundError/BadInputError here stops the run before anything is scored."""
         return []
 
     @abstractmethod

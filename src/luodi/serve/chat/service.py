@@ -18,6 +18,8 @@ from luodi.serve.auth import Principal
 from luodi.serve.backends.base import GenRequest, GenResult
 from luodi.serve.chat.schemas import ChatCompletionRequest
 from luodi.serve.gateway import Call, Gateway
+from luodi.serve.tools.box import ToolBox
+from luodi.serve.tools.loop import GuardResult, run_tools
 
 ENDPOINT = "chat.completions"
 
@@ -30,6 +32,28 @@ def _merge_system(system: str | None, messages: list[dict[str, Any]]) -> list[di
         head = {"role": "system", "content": f"{system}\n\n{messages[0]['content']}"}
         return [head, *messages[1:]]
     return [{"role": "system", "content": system}, *messages]
+
+
+def _toolbox(call: Call, req: GenRequest) -> ToolBox | None:
+    """The deployment's server-side tools when this request may use tools at all."""
+    box = getattr(call.deployment, "tools", None)
+    if box is None or req.tool_choice == "none":
+        return None
+    return box
+
+
+def _screen(call: Call) -> GuardResult | None:
+    """The guard over tool results (the input policy: injection through a tool), or None."""
+    policy = call.deployment.guard
+    if policy is None or not call.deployment.spec.tool_loop.guard_results:
+        return None
+
+    def screen(text: str) -> str | None:
+        verdict = policy.check_input(text)
+        call.note_verdict("tool_result", verdict)
+        return None if verdict.action == "block" else verdict.text
+
+    return screen
 
 
 def _tool_calls(result: GenResult) -> list[dict[str, Any]]:
@@ -77,6 +101,14 @@ class ChatService:
                 canned = (spec.rag.not_found, "stop")
         call.prompt_text = json.dumps(messages, ensure_ascii=False)
         tools = [t.model_dump() for t in body.tools] if body.tools else None
+        box = getattr(call.deployment, "tools", None)
+        if box is not None and tools:
+            clash = sorted({t["function"]["name"] for t in tools} & set(box.names))
+            if clash:
+                raise BadInputError(
+                    f"tools {', '.join(clash)} are server-side tools of {spec.name}; the gateway "
+                    "runs them itself: rename yours"
+                )
         req = GenRequest(
             messages=messages,
             prompt=None,
@@ -104,6 +136,20 @@ class ChatService:
             stream=body.stream,
             chunks=lambda: self._stream(body, call, req, canned),
             choices=lambda: self._complete(body, call, req, canned),
+        )
+
+    async def _answer(self, call: Call, req: GenRequest) -> GenResult:
+        """The model's reply; with server-side tools, after the tool loop ran them."""
+        box = _toolbox(call, req)
+        if box is None:
+            return await I.generate(call, req)
+        return await run_tools(
+            req,
+            box,
+            call.deployment.spec.tool_loop,
+            lambda r: I.generate(call, r),
+            call.tools_executed.append,
+            guard_result=_screen(call),
         )
 
     def _variants(self, body: ChatCompletionRequest, req: GenRequest) -> list[GenRequest]:
@@ -134,7 +180,7 @@ class ChatService:
                 }
                 for i in range(body.n)
             ]
-        results = await asyncio.gather(*(I.generate(call, r) for r in self._variants(body, req)))
+        results = await asyncio.gather(*(self._answer(call, r) for r in self._variants(body, req)))
         choices = []
         for i, result in enumerate(results):
             message: dict[str, Any] = {"role": "assistant", "content": None}
@@ -170,15 +216,17 @@ class ChatService:
             return I.sse(head | {"choices": [choice]} | extra)
 
         for i, variant in enumerate(self._variants(body, req)):
+            if canned is None and (variant.tools or _toolbox(call, variant)):
+                # a reply may be a tool call: decided once it is complete; server-side tools
+                # run first, so the first chunk's `luodi` field lists them
+                async for piece in self._tool_stream(call, variant, i, chunk):
+                    yield piece
+                continue
             yield chunk(i, {"role": "assistant", "content": ""}, None, luodi=I.luodi_field(call))
             if canned is not None:
                 call.response_text += canned[0]
                 yield chunk(i, {"content": canned[0]}, None)
                 yield chunk(i, {}, canned[1])
-                continue
-            if variant.tools:  # a reply may be a tool call: decided once it is complete
-                async for piece in self._tool_stream(call, variant, i, chunk):
-                    yield piece
                 continue
             with call.route.lease() as backend:
                 async for text, finish in I.guarded_stream(call, backend.stream(variant)):
@@ -192,8 +240,9 @@ class ChatService:
     async def _tool_stream(
         self, call: Call, req: GenRequest, i: int, chunk: Any
     ) -> AsyncIterator[bytes]:
-        result = await I.generate(call, req)
+        result = await self._answer(call, req)
         call.first_token()
+        yield chunk(i, {"role": "assistant", "content": ""}, None, luodi=I.luodi_field(call))
         if result.tool_calls:
             calls = [dict(c, index=k) for k, c in enumerate(_tool_calls(result))]
             call.response_text += json.dumps(calls, ensure_ascii=False)

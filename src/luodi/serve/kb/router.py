@@ -1,18 +1,22 @@
-"""/v1/knowledge-bases (thin): list, create, show, upload documents, delete one, search."""
+"""/v1/knowledge-bases (thin): list, create, show, upload documents, delete one, rebuild,
+lineage, search."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
 from luodi.serve.auth import Principal
 from luodi.serve.deps import admitted, authenticated, gateway_of
-from luodi.serve.kb.schemas import KBCreate, KBSearch
+from luodi.serve.kb.schemas import KBCreate, KBRebuild, KBSearch
 from luodi.serve.kb.service import KBService
 
 PREFIX = "/v1/knowledge-bases"
+UPLOAD_PATH = re.compile(rf"^{re.escape(PREFIX)}/[^/]+/documents/?$")
+"""The upload route's path: its POST bodies get limits.max_upload_bytes (serve.middleware)."""
 
 
 def _service(request: Request) -> KBService:
@@ -52,6 +56,19 @@ def make_router() -> APIRouter:
         name: str, doc: str, request: Request, p: Principal = Depends(admitted("kb.write"))
     ) -> Any:
         return await asyncio.to_thread(_service(request).delete, p, name, doc)
+
+    @router.post("/{name}/rebuild", summary="Re-chunk and re-embed every document (new version)")
+    async def rebuild(
+        name: str,
+        request: Request,
+        body: KBRebuild | None = None,
+        p: Principal = Depends(admitted("kb.write")),
+    ) -> Any:
+        return await asyncio.to_thread(_service(request).rebuild, p, name, body or KBRebuild())
+
+    @router.get("/{name}/lineage", summary="Versions and source files (sha256) behind a version")
+    async def lineage(name: str, request: Request, p: Principal = Depends(authenticated)) -> Any:
+        return await asyncio.to_thread(_service(request).lineage, p, name)
 
     @router.post("/{name}/search", summary="Retrieve the chunks best matching a query")
     async def search(

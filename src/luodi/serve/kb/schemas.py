@@ -49,3 +49,28 @@ class KBSearch(BaseModel):
         default=None, description="Only these documents (ids or source names)."
     )
     tags: list[str] | None = Field(default=None, description="Only documents with these tags.")
+
+
+class ChunkChange(BaseModel):
+    """New chunking for a rebuild: the fields given replace the knowledge base's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    size: int | None = Field(default=None, ge=1, description="New maximum chunk length.")
+    overlap: int | None = Field(default=None, ge=0, description="New overlap.")
+    unit: Literal["chars", "tokens"] | None = Field(default=None, description="New unit.")
+
+
+class KBRebuild(BaseModel):
+    """POST /v1/knowledge-bases/{name}/rebuild: re-chunk and re-embed every document into a
+    new version; what is left out stays as the newest version has it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    embedder: str | None = Field(
+        default=None,
+        description="Re-embed with this embedder (a registered one; a local folder or an "
+        "openai: endpoint only by an admin). Default: the one it was built with.",
+    )
+    chunk: ChunkChange | None = Field(default=None, description="New chunking.")
+    index: Literal["faiss", "milvus"] | None = Field(default=None, description="New index.")

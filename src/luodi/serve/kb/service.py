@@ -10,12 +10,16 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from pydantic import ValidationError
+
 from luodi.errors import BadInputError, NotFoundError, PermissionDeniedError
 from luodi.rag import kb as K
-from luodi.rag.embed import EMBEDDERS
+from luodi.rag.chunk import ChunkConfig
+from luodi.rag.embed import EMBEDDERS, open_embedder
 from luodi.rag.retrieve import RetrieveConfig
 from luodi.serve.auth import Principal, authorize
-from luodi.serve.kb.schemas import KBCreate, KBSearch
+from luodi.serve.config import validation_message
+from luodi.serve.kb.schemas import KBCreate, KBRebuild, KBSearch
 from luodi.store import ArtifactInfo, Store, parse_ref
 
 
@@ -58,11 +62,7 @@ class KBService:
     def create(self, p: Principal, body: KBCreate) -> dict[str, Any]:
         team = body.team or p.team
         authorize(p, "kb.write", team=team)
-        if body.embedder not in EMBEDDERS and p.role != "admin":
-            raise PermissionDeniedError(
-                f"only an admin may use embedder {body.embedder!r} (a local folder or an "
-                f"endpoint); registered embedders: {', '.join(EMBEDDERS.names())}"
-            )
+        _check_embedder(p, body.embedder)
         cfg = K.KBConfig(**{**body.model_dump(), "team": team})
         return K.create_kb(self.store, cfg, actor=_actor(p)).model_dump(mode="json")
 
@@ -98,6 +98,38 @@ class KBService:
         authorize(p, "kb.write", team=a.meta.get("team"))
         return K.delete_documents(self.store, a.ref, [doc], actor=_actor(p)).model_dump(mode="json")
 
+    def rebuild(self, p: Principal, ref: str, body: KBRebuild) -> dict[str, Any]:
+        """The same rebuild as `luodi kb rebuild`: a new version of the knowledge base with
+        every document re-chunked and re-embedded (another embedder, chunking or index when
+        given). 404 for another team's or a missing one, 409 for an old version."""
+        authorize(p, "kb.write")
+        a = self.visible(p, ref)
+        authorize(p, "kb.write", team=a.meta.get("team"))
+        chunk = None
+        if body.chunk is not None:
+            old = K.config_of(a).chunk.model_dump()
+            new = body.chunk.model_dump(exclude_none=True)
+            try:
+                chunk = ChunkConfig(**{**old, **new})
+            except ValidationError as exc:
+                raise BadInputError(f"chunk: {validation_message(exc)}") from None
+        if body.embedder is not None:
+            _check_embedder(p, body.embedder)
+            try:
+                open_embedder(body.embedder)  # a bad name is the request's fault: 400, not 404
+            except NotFoundError as exc:
+                raise BadInputError(f"embedder: {exc.message}") from None
+        change = K.rebuild(
+            self.store, a.ref, body.embedder, chunk=chunk, index=body.index, actor=_actor(p)
+        )
+        return change.model_dump(mode="json")
+
+    def lineage(self, p: Principal, ref: str) -> dict[str, Any]:
+        """Version `ref`, its previous versions and the source files (sha256) behind each."""
+        authorize(p, "kb.search")
+        a = self.visible(p, ref)
+        return self.store.lineage(a.ref, K.KIND).model_dump(mode="json")
+
     def search(self, p: Principal, ref: str, body: KBSearch) -> dict[str, Any]:
         a = self.visible(p, ref)
         fields = body.model_dump(exclude={"query"}, exclude_none=True)
@@ -108,3 +140,13 @@ class KBService:
             "knowledge_base": kb.info.ref,
             "data": [K.hit_dict(kb.info.ref, h) for h in hits],
         }
+
+
+def _check_embedder(p: Principal, embedder: str) -> None:
+    """Only an admin may name an embedder that is not registered: a folder on the server or
+    an endpoint would let a key load models or reach hosts of its choosing."""
+    if embedder not in EMBEDDERS and p.role != "admin":
+        raise PermissionDeniedError(
+            f"only an admin may use embedder {embedder!r} (a local folder or an "
+            f"endpoint); registered embedders: {', '.join(EMBEDDERS.names())}"
+        )
