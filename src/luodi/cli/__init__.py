@@ -7,6 +7,7 @@ import traceback
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from luodi.cli.render import err
 from luodi.cli.state import STATE
@@ -35,7 +36,10 @@ def _root(
 def _register_groups() -> None:
     from luodi.cli import ask, chat, data, demo, deploy, guard, keys, models, train, usage
     from luodi.cli import eval as eval_cli
+    from luodi.cli import feedback as feedback_cli
     from luodi.cli import kb as kb_cli
+    from luodi.cli import monitor as monitor_cli
+    from luodi.cli import pipeline as pipeline_cli
 
     app.add_typer(data.app, name="data", help="Ingest, clean, split, balance and export datasets.")
     app.add_typer(train.app, name="train", help="Train models: sft, pretrain, cpt; runs.")
@@ -49,6 +53,9 @@ def _register_groups() -> None:
     )
     app.add_typer(kb_cli.app, name="kb", help="Knowledge bases: create, add, search, rebuild.")
     app.add_typer(guard.app, name="guard", help="Guard policies: show one, check text with it.")
+    app.add_typer(feedback_cli.app, name="feedback", help="Feedback → SFT/DPO datasets; stats.")
+    app.add_typer(monitor_cli.app, name="monitor", help="Signals, drift, alert rules, report.")
+    app.add_typer(pipeline_cli.app, name="pipeline", help="Pipelines: run a YAML DAG, show runs.")
     app.command("serve")(deploy.serve)
     app.command("ask")(ask.ask)  # its docstring is the help
     app.command("demo", help="Run the lifecycle on the bundled sample enterprise.")(demo.demo)
@@ -65,7 +72,7 @@ def main() -> None:
     except LuodiError as exc:
         if STATE.debug:
             traceback.print_exc()
-        err.print(f"[red]error:[/red] {exc.message}", markup=True, highlight=False)
+        err.print(f"[red]error:[/red] {escape(exc.message)}", markup=True, highlight=False)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -75,7 +82,7 @@ def main() -> None:
             traceback.print_exc()
         else:
             err.print(
-                f"[red]error:[/red] unexpected {type(exc).__name__}: {exc} "
+                f"[red]error:[/red] unexpected {type(exc).__name__}: {escape(str(exc))} "
                 "(run with --debug for the traceback)",
                 markup=True,
                 highlight=False,

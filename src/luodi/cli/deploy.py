@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from luodi.cli.render import emit_json, out, table
 from luodi.cli.state import STATE
@@ -15,6 +16,21 @@ app = typer.Typer(no_args_is_help=True)
 JSON = typer.Option(False, "--json", help="Print the result as JSON.")
 
 
+_ROLLBACKS = ("rollback", "auto-rollback")
+
+
+def _guard_note(spec) -> str:  # noqa: ANN001 - DeploymentSpec
+    """The canary guard in a few words: off, idle (one live route) or what it watches."""
+    from luodi.serve.canary import roles
+
+    g = spec.canary_guard
+    if not g.enabled:
+        return "off"
+    if roles(spec) is None:
+        return "on (idle: one live route)"
+    return f"on ({', '.join(g.signals)}; alpha {g.alpha:g}, last {g.window} requests)"
+
+
 def _print(info, as_json: bool) -> None:  # noqa: ANN001 - DeploymentInfo
     if as_json:
         emit_json(info)
@@ -22,7 +38,14 @@ def _print(info, as_json: bool) -> None:  # noqa: ANN001 - DeploymentInfo
     spec = info.spec
     note = "" if info.changed else "  (unchanged)"
     out.print(f"{info.ref}  team {spec.team}  {info.action}{note}")
-    if info.reason:
+    if info.action in _ROLLBACKS:  # why traffic moved back is the first thing to read
+        when = info.created_at[:19].replace("T", " ")
+        who = "the canary guard" if info.action == "auto-rollback" else info.created_by
+        out.print(
+            f"  [bold red]{info.action}[/] at {when} UTC by {escape(who)}: "
+            f"{escape(info.reason or '-')}"
+        )
+    elif info.reason:
         out.print(f"  reason: {info.reason}")
     total = sum(r.weight for r in spec.routes)
     rows = [[r.served or r.model, r.engine, f"{100 * r.weight / total:.1f}%"] for r in spec.routes]
@@ -31,6 +54,7 @@ def _print(info, as_json: bool) -> None:  # noqa: ANN001 - DeploymentInfo
         "sticky": spec.sticky,
         "guard": spec.guard or "-",
         "knowledge bases": ", ".join(spec.knowledge_bases) or "-",
+        "canary guard": _guard_note(spec),
     }
     out.print("  " + "  ".join(f"{k}: {v}" for k, v in extras.items()))
 
@@ -77,7 +101,7 @@ def show(
                 i.ref,
                 i.spec.team,
                 ", ".join(f"{r.served or r.model} ({r.weight:g})" for r in i.spec.routes),
-                i.action,
+                i.action + (f": {i.reason}" if i.action in _ROLLBACKS and i.reason else ""),
             ]
             for i in infos
         ]

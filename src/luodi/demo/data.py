@@ -1,11 +1,7 @@
-"""`luodi demo`: the lifecycle on the bundled sample enterprise (星河精密, examples/xinghe).
-
-The loop so far: every sample folder is ingested as its record kind (bad files included, to
-show they are reported and skipped), cleaned with the company's recipes (examples/recipes: PII
-masked except the public hotline and mailbox), and split; the labeled tickets are balanced.
-Then the default base model (SmolLM2-135M-Instruct) is fine-tuned with LoRA on the FAQ's train
-split and the new version is promoted to staging. Later stages extend this function.
-"""
+"""The demo's data stage: every sample folder is ingested as its record kind (bad files
+included, to show they are reported and skipped), cleaned with the company's recipes
+(examples/recipes: PII masked except the public hotline and mailbox), and split; the labeled
+tickets are balanced."""
 
 from __future__ import annotations
 
@@ -38,26 +34,6 @@ class DemoStep(BaseModel):
     report_html: str = Field(description="The clean version's quality report.")
 
 
-class DemoModel(BaseModel):
-    """The model version the demo trained."""
-
-    model: str
-    stage: str
-    base: str
-    steps: int
-    train_loss: float | None
-    eval_loss: float | None
-    tokens_per_s: float | None
-
-
-class DemoResult(BaseModel):
-    """What `luodi demo` made."""
-
-    examples: str
-    steps: list[DemoStep]
-    model: DemoModel | None = Field(default=None, description="None with train=False.")
-
-
 # (folder under examples/xinghe, record kind, dataset name, split method, split field)
 SAMPLES: list[tuple[list[str], str, str, str, str | None]] = [
     (["handbook", "manuals", "corpus", "bad"], "text", "xinghe-docs", "random", None),
@@ -80,16 +56,8 @@ def examples_dir() -> Path:
     raise NotFoundError("sample data not found: set LUODI_EXAMPLES to the examples/ folder")
 
 
-def run_demo(
-    store: Store,
-    examples: Path | None = None,
-    progress: Progress = no_progress,
-    train: bool = True,
-    train_steps: int = 30,
-) -> DemoResult:
-    """Run the data stage over every sample set, then (with `train`) fine-tune the default base
-    on the FAQ and promote it to staging; returns a summary per dataset and the model."""
-    root = examples or examples_dir()
+def run_data(store: Store, root: Path, progress: Progress = no_progress) -> list[DemoStep]:
+    """Ingest, clean and split every sample set (the labeled tickets are also balanced)."""
     steps: list[DemoStep] = []
     for folders, kind, name, method, by in SAMPLES:
         raw = run_ingest(
@@ -127,43 +95,4 @@ def run_demo(
                 report_html=clean.report_html,
             )
         )
-    faq = next(s.dataset for s in steps if s.record_kind == "qa")
-    model = _train(store, faq, train_steps, progress) if train else None
-    return DemoResult(examples=str(root), steps=steps, model=model)
-
-
-def _train(store: Store, faq: str, steps: int, progress: Progress) -> DemoModel:
-    """LoRA on SmolLM2 over the FAQ's train split (its validation split is evaluated)."""
-    from luodi.registry.stages import set_stage
-    from luodi.train.config import TrainConfig
-    from luodi.train.runner import run_train
-
-    cfg = TrainConfig(
-        stage="sft",
-        base="default",
-        dataset=faq,
-        name="xinghe-assistant",
-        method="lora",
-        lora_r=16,
-        lora_alpha=32,
-        target_modules="all",
-        learning_rate=2e-3,
-        max_steps=steps,
-        batch_size=8,
-        cutoff_len=384,
-        compute="bf16",
-        eval_steps=steps,
-    )
-    res = run_train(store, cfg, progress)
-    change = set_stage(store, res.model, "staging", reason="luodi demo")
-    info = store.resolve(res.model, "model")
-    base = next(p.ref for p in info.parents if p.role == "base")
-    return DemoModel(
-        model=res.model,
-        stage=change.to_stage,
-        base=base,
-        steps=res.steps,
-        train_loss=res.train_loss,
-        eval_loss=res.eval_loss,
-        tokens_per_s=res.tokens_per_s,
-    )
+    return steps

@@ -43,6 +43,7 @@ from luodi.eval.compare import (
 from luodi.eval.metrics import higher_is_better
 from luodi.eval.stats import DiffCI
 from luodi.store import Store
+from luodi.yamlio import read_yaml
 
 EVAL_GATE = "eval_gate"
 GATE_HEADER = "# luodi eval gate CANDIDATE --against production --rules {file}\n"
@@ -119,12 +120,7 @@ class GateRules(BaseModel):
 def load_gate_rules(path: str | Path) -> GateRules:
     """GateRules from a YAML file; a missing file, invalid YAML or unknown keys are bad input."""
     p = Path(path)
-    if not p.is_file():
-        raise BadInputError(f"gate rules {p} does not exist")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise BadInputError(f"gate rules {p} are not valid YAML: {exc}") from None
+    data = read_yaml(p, "gate rules")
     if not isinstance(data, dict):
         raise BadInputError(f"gate rules {p} must be a mapping (thresholds, no_regression, ...)")
     try:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 from luodi.errors import BadInputError
 from luodi.eval.tasks import TASKS, EvalTask
 from luodi.store.artifacts import check_name
+from luodi.yamlio import read_yaml
 
 HEADER = "# luodi eval run TARGET --suite suite.yaml\n"
 
@@ -115,11 +116,4 @@ def parse_suite(data: Any, *, source: str = "suite") -> Suite:
 
 def load_suite(path: Path | str) -> Suite:
     """The suite in YAML file `path`; BadInputError for a missing file, bad YAML or bad tasks."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"suite file {path} not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise BadInputError(f"{path} is not valid YAML: {exc}") from None
-    return parse_suite(data, source=str(path))
+    return parse_suite(read_yaml(path, "suite file"), source=str(path))

@@ -18,6 +18,7 @@ from luodi.serve.embeddings.router import make_router as embeddings_router
 from luodi.serve.errors import install_error_handlers
 from luodi.serve.feedback.router import make_router as feedback_router
 from luodi.serve.gateway import Gateway, ServeDeps
+from luodi.serve.kb.router import UPLOAD_PATH
 from luodi.serve.kb.router import make_router as kb_router
 from luodi.serve.middleware import GatewayMiddleware
 from luodi.serve.models.router import make_router as models_router
@@ -27,14 +28,22 @@ from luodi.store import Store
 def create_app(deps: ServeDeps) -> FastAPI:
     """The gateway as an ASGI app. The lifespan loads the deployments and starts watching the
     store; on shutdown backends close and buffered records are written."""
+    from luodi.monitor.watch import alert_watcher
+
     gateway = Gateway(deps)
+    # alert rules (serve.monitor): a bad rules file stops the server here, before it listens
+    watcher = alert_watcher(deps.store, deps.config.monitor, gateway.metrics.registry)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await gateway.start()
+        if watcher is not None:
+            await watcher.start()
         try:
             yield
         finally:
+            if watcher is not None:
+                await watcher.stop()
             await gateway.stop()
 
     app = FastAPI(
@@ -77,7 +86,12 @@ def create_app(deps: ServeDeps) -> FastAPI:
         gw: Gateway = request.app.state.gateway
         return Response(gw.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    app.add_middleware(GatewayMiddleware, max_body_bytes=deps.config.limits.max_body_bytes)
+    app.add_middleware(
+        GatewayMiddleware,
+        max_body_bytes=deps.config.limits.max_body_bytes,
+        max_upload_bytes=deps.config.limits.max_upload_bytes,
+        upload_path=UPLOAD_PATH,
+    )
     return app
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from luodi.errors import BadInputError
+from luodi.monitor.config import MonitorConfig
 from luodi.serve.deployments import DeploymentSpec
+from luodi.yamlio import read_yaml
 
 
 class LimitsConfig(BaseModel):
@@ -24,6 +25,12 @@ class LimitsConfig(BaseModel):
 
     max_body_bytes: int = Field(
         default=1_000_000, ge=1024, description="Largest request body in bytes (413 beyond)."
+    )
+    max_upload_bytes: int = Field(
+        default=50_000_000,
+        ge=1024,
+        description="Largest document upload (POST /v1/knowledge-bases/NAME/documents, all "
+        "files of one request) in bytes (413 beyond); other requests keep max_body_bytes.",
     )
     max_tokens_cap: int = Field(
         default=2048, ge=1, description="Largest max_tokens a request may ask for (400 beyond)."
@@ -81,6 +88,10 @@ class ServeConfig(BaseModel):
         gt=0,
         description="How often the server looks for deployment changes in the store.",
     )
+    monitor: MonitorConfig | None = Field(
+        default=None,
+        description="Alert rules to check periodically; their state is shown on /metrics.",
+    )
 
 
 class DeployFile(BaseModel):
@@ -95,12 +106,7 @@ class DeployFile(BaseModel):
 
 
 def _read_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise BadInputError(f"config file {path} does not exist") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise BadInputError(f"cannot read {path}: {exc}") from exc
+    return read_yaml(path, "config file") or {}
 
 
 def validation_message(exc: ValidationError) -> str:

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from luodi.errors import BadInputError, NotFoundError
 from luodi.rag.answer import RagSettings
 from luodi.serve.backends.base import BackendSpec
+from luodi.serve.canary import CanaryGuardSettings
+from luodi.serve.tools.spec import ToolList, ToolLoop
 from luodi.store import ArtifactInfo, Store
 
 KIND = "deployment"
@@ -70,6 +72,17 @@ class DeploymentSpec(BaseModel):
     max_tokens: int | None = Field(
         default=None, ge=1, description="Cap on max_tokens for this endpoint (server cap too)."
     )
+    tools: ToolList = Field(
+        default_factory=list,
+        description="Server-side tools the gateway runs for the model (http or mcp sources).",
+    )
+    tool_loop: ToolLoop = Field(
+        default_factory=ToolLoop, description="Bounds on running server-side tools per request."
+    )
+    canary_guard: CanaryGuardSettings = Field(
+        default_factory=CanaryGuardSettings,
+        description="While a canary runs, roll it back by itself when it is significantly worse.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> DeploymentSpec:
@@ -81,8 +94,10 @@ class DeploymentSpec(BaseModel):
         return self
 
     def comparable(self) -> dict[str, Any]:
-        """The spec as JSON data, for telling whether an apply changes anything."""
-        return self.model_dump(mode="json")
+        """The spec as JSON data without the settings left at their defaults, for telling
+        whether an apply changes anything (a field added in a newer luodi, left at its
+        default, is no change)."""
+        return self.model_dump(mode="json", exclude_defaults=True)
 
 
 class DeploymentInfo(BaseModel):
@@ -105,6 +120,11 @@ def _served(store: Store, route: Route) -> tuple[str, ArtifactInfo | None]:
     ref = route.served or route.model
     if ref.startswith("openai:") or route.engine == "embedding" or ref in EMBEDDERS.names():
         return ref, None
+    from luodi.collab.composite import find_composite
+
+    composite = find_composite(store, ref)  # a composite serves as its exact version
+    if composite is not None:
+        return composite.ref, composite
     from luodi.chat import _names
     from luodi.models.base import resolve_base
     from luodi.train.versions import resolve_model
@@ -156,7 +176,8 @@ def _register(
     meta = {"action": action, "reason": reason, "team": spec.team}
     with store.create(KIND, spec.name, parents=parents, meta=meta) as draft:
         (draft.path / SPEC_FILE).write_text(
-            json.dumps(resolved.comparable(), ensure_ascii=False, indent=2), encoding="utf-8"
+            json.dumps(resolved.model_dump(mode="json"), ensure_ascii=False, indent=2),
+            encoding="utf-8",
         )
     assert draft.artifact is not None
     return _info(draft.artifact)
@@ -231,3 +252,31 @@ def rollback(
         raise BadInputError(f"{name} has only one version; nothing to roll back to")
     previous = _info(versions[-2])
     return _register(store, previous.spec, action, reason or f"back to {previous.ref}")
+
+
+def auto_rollback(
+    store: Store, name: str, canary: str, expected_ref: str, reason: str
+) -> DeploymentInfo:
+    """Take the canary route (served version `canary`) out of deployment `name` and give its
+    weight to production (the largest-weight route), recorded as action "auto-rollback" with
+    `reason`. The gateway's canary guard calls it once it found the canary worse while
+    `expected_ref` was served; ConflictError when the deployment has changed since (someone
+    applied, promoted or rolled back: their decision stands), NotFoundError when the
+    deployment has no live route serving `canary`.
+    """
+    from luodi.errors import ConflictError
+
+    dep = current(store, name)
+    if dep.ref != expected_ref:
+        raise ConflictError(f"{name} is now {dep.ref}, not {expected_ref}; left as it is")
+    routes = dep.spec.routes
+    hit = next((r for r in routes if r.weight > 0 and (r.served or r.model) == canary), None)
+    if hit is None or len(routes) < 2:
+        have = ", ".join(r.served or r.model for r in routes)
+        raise NotFoundError(f"{name} has no canary route {canary!r}; routes: {have}")
+    rest = [r for r in routes if r is not hit]
+    prod = max(rest, key=lambda r: r.weight)
+    kept = [
+        r.model_copy(update={"weight": r.weight + hit.weight}) if r is prod else r for r in rest
+    ]
+    return _register(store, dep.spec.model_copy(update={"routes": kept}), "auto-rollback", reason)

@@ -24,6 +24,7 @@ from fastapi import Request
 
 from luodi.errors import AuthError, BadInputError, LuodiError
 from luodi.serve.auth import KeyStore, Principal, authorize
+from luodi.serve.canary import CanaryWatch, Decision
 from luodi.serve.config import ServeConfig
 from luodi.serve.limits import Quotas, RateLimiter
 from luodi.serve.metrics import Metrics
@@ -73,11 +74,13 @@ class Call:
     guard_log: list[dict[str, Any]] = field(default_factory=list)
     retrieved: list[str] = field(default_factory=list)
     citations: list[dict[str, Any]] = field(default_factory=list)
+    tools_executed: list[dict[str, Any]] = field(default_factory=list)  # server-side tool calls
     prompt_text: str = ""
     response_text: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     ttft_ms: float | None = None
+    served_by: str | None = None  # the member of a composite that answered ("C:vN>MEMBER")
     finished: bool = False
 
     @property
@@ -124,6 +127,8 @@ class Gateway:
         self.store = deps.store
         self.router = Router(deps.store, deps.opener, deps.policy_loader)
         self.metrics = Metrics(self.router.backend_stats)
+        self.canary = CanaryWatch()
+        self._rollbacks: set[asyncio.Task[None]] = set()
         self._watcher: asyncio.Task[None] | None = None
         self.ready = False
 
@@ -150,6 +155,8 @@ class Gateway:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
+        if self._rollbacks:  # a canary rollback being registered finishes first
+            await asyncio.wait(list(self._rollbacks), timeout=30)
         await self.router.aclose()
         await self.deps.limiter.aclose()
         await asyncio.to_thread(self.deps.recorder.close)
@@ -204,6 +211,11 @@ class Gateway:
         m.tokens.labels("out", call.version).inc(call.completion_tokens)
         if error_type:
             m.errors.labels(call.endpoint, error_type).inc()
+        decision = self.canary.observe(
+            call.deployment.info, call.version, call.request_id, status, latency_ms, call.guard_log
+        )
+        if decision is not None:
+            self._roll_back(decision)
         now = datetime.now(UTC)
         base = {
             "request_id": call.request_id,
@@ -211,7 +223,7 @@ class Gateway:
             "key_id": call.principal.key_id,
             "team": call.principal.team,
             "deployment": call.deployment.spec.name,
-            "model_version": call.version,
+            "model_version": call.served_by or call.version,
             "endpoint": call.endpoint,
         }
         rec = self.deps.recorder
@@ -232,10 +244,56 @@ class Gateway:
                 prompt=call.prompt_text,
                 response=call.response_text,
                 retrieved=call.retrieved,
-                guard=call.guard_log,
+                guard=call.guard_log + call.tools_executed,  # tool calls: direction "tool"
                 status=status,
             )
         )
+
+    # -- guarded canary -----------------------------------------------------------------------
+    def note_feedback(self, request_id: str, rating: float | None) -> None:
+        """Count a rating (0-1) in the canary guard's windows (feedback router)."""
+        decision = self.canary.rate(request_id, rating)
+        if decision is not None:
+            self._roll_back(decision)
+
+    def _roll_back(self, decision: Decision) -> None:
+        """Start the rollback of a canary found worse, off the request path."""
+        log.warning(
+            "canary guard: rolling back %s in %s: %s",
+            decision.canary,
+            decision.ref,
+            decision.reason,
+        )
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # recorded outside the server's loop: register now, the watcher
+            self._register_rollback(decision)  # notices the new version within its interval
+            return
+        task = loop.create_task(self._auto_rollback(decision))
+        self._rollbacks.add(task)
+        task.add_done_callback(self._rollbacks.discard)
+
+    def _register_rollback(self, decision: Decision) -> bool:
+        from luodi.serve import deployments as D
+
+        try:
+            info = D.auto_rollback(
+                self.store, decision.deployment, decision.canary, decision.ref, decision.reason
+            )
+        except LuodiError as exc:  # someone changed the deployment meanwhile: theirs stands
+            log.warning("canary guard: %s not rolled back: %s", decision.ref, exc.message)
+            return False
+        self.metrics.canary_rollbacks.labels(decision.deployment).inc()
+        log.warning("canary guard: %s now serves %s (auto-rollback)", info.ref, decision.production)
+        return True
+
+    async def _auto_rollback(self, decision: Decision) -> None:
+        try:
+            done = await asyncio.to_thread(self._register_rollback, decision)
+            if done:  # move the traffic now rather than at the next reload
+                await self.router.refresh()
+        except Exception as exc:  # a store hiccup must not go unnoticed, nor crash the loop
+            log.error("canary guard: rolling back %s failed: %s", decision.ref, exc)
 
     def fail(self, call: Call, exc: BaseException) -> None:
         """Record a call that ended in an error."""

@@ -66,7 +66,16 @@ def luodi_field(call: Call) -> dict[str, Any]:
         "guard": call.guard_log,
         "retrieved": call.retrieved,
         "citations": call.citations,
+        "tool_calls_executed": call.tools_executed,
+        "served_by": call.served_by,
     }
+
+
+def note_served_by(call: Call, result: GenResult) -> None:
+    """Keep which member of a composite answered (GenResult.served_by) on the call, for the
+    `luodi` field and the gateway's records; a single model leaves it unset."""
+    if result.served_by is not None:
+        call.served_by = result.served_by
 
 
 def usage(call: Call) -> dict[str, int]:
@@ -116,6 +125,7 @@ async def guarded_stream(
     try:
         async for ev in events:
             if isinstance(ev, StreamEnd):
+                note_served_by(call, ev.result)
                 call.prompt_tokens += ev.result.prompt_tokens
                 call.completion_tokens += ev.result.completion_tokens
                 if sg is not None:
@@ -175,6 +185,7 @@ async def generate(call: Call, req: GenRequest) -> GenResult:
     """One whole reply from the call's backend, its tokens added to the call's usage."""
     with call.route.lease() as backend:
         result = await backend.generate(req)
+    note_served_by(call, result)
     call.prompt_tokens += result.prompt_tokens
     call.completion_tokens += result.completion_tokens
     return result

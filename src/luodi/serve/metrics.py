@@ -35,6 +35,29 @@ class _BackendCollector(Collector):
         yield inflight
 
 
+class AlertCollector(Collector):
+    """The state of the alert rules (`serve.monitor`) as of the latest check, read at scrape
+    time: `luodi_alert{rule}` 1 when breached else 0, and the measured value (absent when
+    it could not be measured). One label, the rule name: as many series as rules."""
+
+    def __init__(self, states: Callable[[], list[tuple[str, bool, float | None]]]) -> None:
+        self._states = states
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        alert = GaugeMetricFamily(
+            "luodi_alert", "1 when the alert rule is breached, else 0", labels=["rule"]
+        )
+        value = GaugeMetricFamily(
+            "luodi_alert_value", "The value the alert rule last measured", labels=["rule"]
+        )
+        for rule, breached, measured in self._states():
+            alert.add_metric([rule], 1.0 if breached else 0.0)
+            if measured is not None:
+                value.add_metric([rule], float(measured))
+        yield alert
+        yield value
+
+
 class Metrics:
     """The gateway's counters and histograms."""
 
@@ -74,6 +97,12 @@ class Metrics:
             "luodi_guard_verdicts",
             "Guard verdicts other than allow, by direction, action and category",
             ["direction", "action", "category"],
+            registry=r,
+        )
+        self.canary_rollbacks = Counter(
+            "luodi_canary_rollbacks",
+            "Canaries the gateway rolled back by itself (significantly worse than production)",
+            ["deployment"],
             registry=r,
         )
         r.register(_BackendCollector(backend_stats))

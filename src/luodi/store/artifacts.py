@@ -243,7 +243,11 @@ class Store:
         self, draft: Draft, parents: Sequence[ArtifactInfo | tuple[ArtifactInfo, str]]
     ) -> ArtifactInfo:
         content_hash = sha256_dir(draft.path)
-        edges = [(p, "input") if isinstance(p, ArtifactInfo) else p for p in parents]
+        edges: list[tuple[ArtifactInfo, str]] = []
+        for p in parents:  # one edge per parent (the first role given wins)
+            info, role = (p, "input") if isinstance(p, ArtifactInfo) else p
+            if all((e.kind, e.ref) != (info.kind, info.ref) for e, _ in edges):
+                edges.append((info, role))
         for _attempt in range(5):  # another writer may take the same number; retry
             final: Path | None = None
             with self._session() as s:

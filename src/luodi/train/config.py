@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from luodi.errors import BadInputError
+from luodi.yamlio import read_yaml
 
 
 class TrainConfig(BaseModel):
@@ -226,12 +226,7 @@ def load_train_config(
     data: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
-        if not p.is_file():
-            raise BadInputError(f"train config {p} does not exist")
-        try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise BadInputError(f"train config {p} is not valid YAML: {exc}") from exc
+        loaded = read_yaml(p, "train config")
         if loaded is not None and not isinstance(loaded, dict):
             raise BadInputError(f"train config {p} must be a mapping of field: value")
         data.update(loaded or {})

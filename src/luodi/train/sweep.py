@@ -51,6 +51,7 @@ from luodi.store.hashing import MANIFEST
 from luodi.store.runs import Runs
 from luodi.train.config import TrainConfig, load_train_config
 from luodi.train.runner import RUN_KIND, run_train
+from luodi.yamlio import read_yaml
 
 SWEEP_KIND = "sweep"
 TRIAL_SUFFIX = "-trial"
@@ -203,12 +204,7 @@ def load_sweep_config(path: str | Path) -> SweepConfig:
     A missing file, invalid YAML, unknown keys or invalid values raise BadInputError.
     """
     p = Path(path)
-    if not p.is_file():
-        raise BadInputError(f"sweep config {p} does not exist")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise BadInputError(f"sweep config {p} is not valid YAML: {exc}") from exc
+    data = read_yaml(p, "sweep config")
     if not isinstance(data, dict):
         raise BadInputError(f"sweep config {p} must be a mapping of field: value")
     try:

@@ -105,8 +105,11 @@ def make_router() -> APIRouter:
         team = _team_scope(p, None)
         infos = await asyncio.to_thread(D.list_current, gateway_of(request).store, team)
         gw = gateway_of(request)
+        live = {d.spec.name: d.info.ref for d in gw.router.visible(None)}
         return {
-            "data": [i.model_dump(mode="json") for i in infos],
+            # `serving`: the version this gateway serves now (it picks up a newer one within
+            # its reload interval, once the version's models have loaded)
+            "data": [i.model_dump(mode="json") | {"serving": live.get(i.spec.name)} for i in infos],
             "errors": {
                 k: v for k, v in gw.router.errors.items() if team in (None, _team_of(infos, k))
             },

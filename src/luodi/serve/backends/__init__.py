@@ -1,5 +1,5 @@
 """Serving backends behind one protocol: local transformers and llama.cpp engines, an
-OpenAI-compatible upstream and embedders.
+OpenAI-compatible upstream, embedders and composites (a domain and a general model).
 
 Each engine registers in BACKENDS under its name; its module (and torch, llama.cpp, httpx)
 is imported only when a backend of that engine is opened, so a gateway serving only
@@ -50,6 +50,13 @@ def _embedding(store: Store, spec: BackendSpec) -> Backend:
     from luodi.serve.backends.embedding import open_embedding
 
     return open_embedding(store, spec)
+
+
+@BACKENDS.register("composite")
+def _composite(store: Store, spec: BackendSpec) -> Backend:
+    from luodi.serve.backends.composite import open_composite
+
+    return open_composite(store, spec)
 
 
 __all__ = [

@@ -71,6 +71,8 @@ class GenResult:
     completion_tokens: int
     tool_calls: list[ToolCall] = field(default_factory=list)
     usage_estimated: bool = False
+    served_by: str | None = None
+    """Which member of a composite answered ("COMPOSITE:vN>MEMBER"); None for one model."""
 
 
 @dataclass
@@ -124,19 +126,22 @@ class BackendSpec(BaseModel):
 
     model: str = Field(
         description=(
-            "What serves: a model version (NAME, NAME:vN, NAME@stage), a base model ('default', "
+            "What serves: a model version (NAME, NAME:vN, NAME@stage), a composite (NAME, "
+            "NAME:vN, composite:NAME), a base model ('default', "
             "a registered base, an HF folder or GGUF path), 'openai:http://HOST:PORT/v1#MODEL' "
             "for an OpenAI-compatible upstream, or an embedder ('minilm', 'e5', a "
             "sentence-transformers folder) with engine 'embedding'."
         )
     )
-    engine: Literal["auto", "transformers", "llama_cpp", "openai", "embedding"] = Field(
-        default="auto",
-        description=(
-            "auto: openai:... -> openai; a GGUF base -> llama_cpp when llama-cpp-python is "
-            "installed, else transformers; 'minilm'/'e5' -> embedding; anything else -> "
-            "transformers."
-        ),
+    engine: Literal["auto", "transformers", "llama_cpp", "openai", "embedding", "composite"] = (
+        Field(
+            default="auto",
+            description=(
+                "auto: openai:... -> openai; a composite (luodi models composite) -> composite; "
+                "a GGUF base -> llama_cpp when llama-cpp-python is installed, else transformers; "
+                "'minilm'/'e5' -> embedding; anything else -> transformers."
+            ),
+        )
     )
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         default="auto",
@@ -169,6 +174,10 @@ def resolve_engine(store: Store, spec: BackendSpec) -> str:
     model = spec.model.strip()
     if model.startswith(OPENAI_PREFIX):
         return "openai"
+    from luodi.collab.composite import find_composite
+
+    if find_composite(store, model) is not None:
+        return "composite"
     from luodi.models.base import resolve_base
     from luodi.rag.embed import EMBEDDERS
     from luodi.train.versions import resolve_model

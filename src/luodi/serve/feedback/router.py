@@ -53,6 +53,7 @@ def make_router() -> APIRouter:
             scale=body.scale,
             recorder=gw.deps.recorder,
         )
+        gw.note_feedback(body.request_id, info.rating)  # the canary guard's feedback signal
         return {"object": "feedback", **info.model_dump(mode="json")}
 
     return router

@@ -1,0 +1,80 @@
+"""A small built-in set of general-purpose prompts (Chinese and English): the out-of-domain
+side a route composite's router is trained against when no `--general-data` is given.
+
+Written for this project to cover what an enterprise assistant's users ask besides their
+domain: everyday knowledge, writing, translation, arithmetic, coding, travel, health, small
+talk. Nothing here is about manufacturing, equipment or company procedures, so a domain
+dataset about those separates from it.
+"""
+
+from __future__ import annotations
+
+GENERAL_PROMPTS: tuple[str, ...] = (
+    "今天天气怎么样，适合出去散步吗？",
+    "怎么写一首关于春天的短诗？",
+    "“我很高兴认识你”用英文怎么说？",
+    "北京有哪些值得一去的景点？",
+    "番茄炒蛋怎么做才好吃？",
+    "有哪些适合周末读的小说？",
+    "一年有多少天？闰年又有多少天？",
+    "给朋友的生日祝福应该怎么写？",
+    "如何提高睡眠质量？",
+    "能给我讲一个关于小猫的睡前故事吗？",
+    "Python 里怎么反转一个字符串？",
+    "为什么天空是蓝色的？",
+    "周末带孩子去哪里玩比较好？",
+    "感冒了应该多喝水吗？",
+    "团队聚餐有哪些好玩的活动？",
+    "世界上最高的山是哪座？",
+    "跑步前需要做哪些热身运动？",
+    "怎么学好英语口语？",
+    "请假邮件应该怎么写？",
+    "什么是光合作用？",
+    "12 乘以 15 等于多少？",
+    "有什么适合全家看的电影？",
+    "中秋节有哪些传统习俗？",
+    "如何养好一盆绿萝？",
+    "有哪些减压的小方法？",
+    "唐朝的首都是哪里？",
+    "杭州三天的旅行行程怎么安排？",
+    "怎样写一份好的个人简历？",
+    "咖啡和茶哪个更提神？",
+    "你好，你是谁？",
+    "如何做一份健康的早餐？",
+    "为什么秋天树叶会变黄？",
+    "怎么判断西瓜熟没熟？",
+    "猫为什么喜欢晒太阳？",
+    "如何保持每天锻炼的习惯？",
+    "新手学做饭应该从哪里开始？",
+    "地球到月球有多远？",
+    "怎么给手机省电？",
+    "过年回家应该准备哪些礼物？",
+    "下雨天在家可以做些什么？",
+    "What's a good recipe for pancakes?",
+    "Can you write a short poem about the ocean?",
+    "How do you say 'good morning' in French?",
+    "What is the capital of Australia?",
+    "How do I stay motivated when studying?",
+    "Tell me a joke about cats.",
+    "How do rainbows form?",
+    "Which podcasts about history are worth hearing?",
+    "What is 17 plus 26?",
+    "How can I improve my sleep?",
+    "How do I check whether a number is prime in Python?",
+    "How should I plan a weekend trip to the mountains?",
+    "What are the health benefits of walking every day?",
+    "How do I write a thank-you note to my teacher?",
+    "Who painted the Mona Lisa?",
+    "What should I pack for a beach holiday?",
+    "How do vaccines work?",
+    "What is a good name for a new puppy?",
+    "What is the difference between weather and climate?",
+    "How do I make a good cup of coffee at home?",
+    "What happens in Romeo and Juliet?",
+    "Any tips for a job interview?",
+    "Why do leaves change colour in autumn?",
+    "How many continents are there?",
+    "Hello! How are you today?",
+)
+"""Out-of-domain prompts: 40 in Chinese, 25 in English, mostly questions (as users
+ask them), so question words do not look like a sign of the domain."""
