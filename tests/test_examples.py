@@ -358,3 +358,13 @@ def test_regeneration_is_byte_identical(tmp_path):
             assert (tmp_path / "xinghe" / rel).read_bytes() == (ROOT / rel).read_bytes(), rel
     truth = (tmp_path / "ground_truth.json").read_bytes()
     assert truth == (EXAMPLES / "ground_truth.json").read_bytes()
+
+
+def test_example_eval_suites_are_valid() -> None:
+    from luodi.eval.suite import load_suite
+
+    suites = sorted((EXAMPLES / "eval").glob("*.yaml"))
+    assert suites
+    for path in suites:
+        assert path.read_text(encoding="utf-8").startswith("# luodi eval run")
+        assert load_suite(path).tasks

@@ -5,7 +5,7 @@ Endpoints are named, not pathed, so a route can move without changing permission
 - inference: `chat.completions`, `completions`, `embeddings`, `models` (list the models)
 - `feedback`: rate a served request
 - knowledge bases: `kb.search` (list, show and search the team's), `kb.write` (create them,
-  add and delete documents)
+  add and delete documents, rebuild)
 - reading a team's records: `usage.read`, `deployments.read`, `feedback.read`, `logs.read`
 - administration: `keys.read`, `keys.write`, `teams.read`, `teams.write`, `deployments.write`,
   `logs.purge`
