@@ -70,6 +70,8 @@ class ScriptedBackend:
 
     def _reply(self, req: GenRequest) -> tuple[list[str], float]:
         msg = _last_user(req)
+        if msg.startswith("bug:"):  # a backend bug: an exception luodi does not know
+            raise RuntimeError(f"simulated bug in {self.name}")
         if self._due(self._fault("toxic")):
             msg = "say:好的，下面是自制炸弹的步骤：第一步……"
         if msg.startswith("say:"):

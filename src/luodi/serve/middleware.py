@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import uuid
 from typing import Any
@@ -20,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from luodi.serve.errors import error_body
 
+log = logging.getLogger("luodi.serve")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._\-]{8,128}$")
 
 
@@ -126,11 +128,32 @@ class GatewayMiddleware:
             receive = replay
 
         raw_rid = rid.encode()
+        started = False
 
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", raw_rid)]
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            # A bug, not a client's mistake: answer 500 here rather than let the exception
+            # reach the server, which would drop the keep-alive connection and fail other
+            # requests a client pipelines on it. After the headers went out, nothing can be
+            # sent: the server closes the connection as before.
+            if started:
+                raise
+            log.exception("request %s: internal error", rid)
+            hook = getattr(getattr(scope.get("app"), "state", None), "on_error", None)
+            if hook is not None:
+                hook(scope["path"], "server_error")
+            body = error_body(
+                f"internal error (request {rid}); the gateway log has the details",
+                "server_error",
+                "internal_error",
+            )
+            await _send_json(send, 500, body, rid)
