@@ -21,7 +21,7 @@ from transformers import (
     TextIteratorStreamer,
 )
 
-from luodi.errors import BadInputError, LuodiError, NotFoundError, StageFailedError
+from luodi.errors import BadInputError, LuodiError, StageFailedError
 from luodi.models.chat import ensure_chat_template, fit_embeddings, stop_token_ids
 from luodi.progress import quiet_hf_bars
 from luodi.store import Store
@@ -199,10 +199,6 @@ class ChatSession:
         return "".join(self.send(text)).strip()
 
 
-def _names(store: Store, kind: str) -> str:
-    return ", ".join(sorted({a.name for a in store.list(kind)})) or "none yet"
-
-
 def load_chat_model(store: Store, ref: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
     """(model, tokenizer, resolved ref) for a model version or a base model reference.
 
@@ -211,27 +207,16 @@ def load_chat_model(store: Store, ref: str) -> tuple[PreTrainedModel, PreTrained
     the known models and bases when it is neither; BadInputError for a tiny base (it has no
     tokenizer until trained: chat with a version trained from it).
     """
-    from luodi.models.base import resolve_base
     from luodi.models.loading import load_base
-    from luodi.train.versions import load_model_version, resolve_model
+    from luodi.registry.stages import resolve_model_or_base
+    from luodi.train.versions import load_model_version
 
-    try:
-        info = resolve_model(store, ref)
-    except BadInputError:  # NotFoundError included; a path or "default" is not a model name
-        if "@" in ref:  # a stage alias only ever names a model version
-            raise
-    else:
+    info = resolve_model_or_base(store, ref)
+    if info.kind == "model":
         with quiet_hf_bars():
             model, tokenizer = load_model_version(store, info.ref)
         return model, tokenizer, info.ref
-    try:
-        base = resolve_base(store, ref)
-    except NotFoundError:
-        raise NotFoundError(
-            f"no model version or base model {ref!r}; known models: {_names(store, 'model')}; "
-            f"known base models: {_names(store, 'base_model')} (a base can also be 'default' "
-            "or the path of an HF model folder or GGUF file)"
-        ) from None
+    base = info
     if base.meta.get("format") == "tiny":
         raise BadInputError(
             f"{base.ref} is an untrained tiny model whose tokenizer is trained with it; chat "

@@ -146,7 +146,7 @@ def test_old_turns_are_dropped_to_fit_the_context(store: Store) -> None:
 
 
 def test_refs_that_are_not_chattable(store: Store) -> None:
-    with pytest.raises(NotFoundError, match="no model version or base model 'nope'"):
+    with pytest.raises(NotFoundError, match="model 'nope' is neither a model version nor a base"):
         load_chat_model(store, "nope")
     with pytest.raises(NotFoundError, match="production"):
         load_chat_model(store, "helpdesk@production")

@@ -108,32 +108,15 @@ class CompositeInfo(BaseModel):
 def resolve_member(store: Store, ref: str) -> tuple[str, ArtifactInfo | None]:
     """(exact reference, artifact or None for an endpoint) of a member model: a model
     version, a base model, or openai:URL#MODEL. NotFoundError naming what exists."""
-    from luodi.registry.stages import resolve_model
+    from luodi.registry.stages import resolve_model_or_base
 
     ref = ref.strip()
     if ref.startswith(OPENAI_PREFIX):
         return ref, None
-    try:
-        info = resolve_model(store, ref)
-        return info.ref, info
-    except BadInputError:
-        if "@" in ref:
-            raise
-    from luodi.models.base import resolve_base  # imports transformers: only when needed
-
-    try:
-        base = resolve_base(store, ref)
-    except NotFoundError:
-
-        def names(kind: str) -> str:
-            return ", ".join(sorted({a.name for a in store.list(kind)})) or "none yet"
-
-        raise NotFoundError(
-            f"member model {ref!r} is neither a model version nor a base model; known models: "
-            f"{names('model')}; bases: {names('base_model')} (or "
-            "openai:http://HOST:PORT/v1#MODEL)"
-        ) from None
-    return base.ref, base
+    info = resolve_model_or_base(
+        store, ref, "member model", "a member can also be openai:http://HOST:PORT/v1#MODEL"
+    )
+    return info.ref, info
 
 
 def find_composite(store: Store, ref: str) -> ArtifactInfo | None:

@@ -37,7 +37,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from luodi.errors import BadInputError, NotFoundError, StageFailedError
+from luodi.errors import BadInputError, StageFailedError
 from luodi.eval.streaming import TokenStream, stream_generate
 from luodi.progress import quiet_hf_bars
 from luodi.store import ArtifactInfo, Store
@@ -502,9 +502,9 @@ def open_target(store: Store, ref: str, *, batch_size: int = 16) -> Target:
     endpoint that cannot be reached or does not serve the model.
     """
     from luodi.eval.openai_target import OPENAI_PREFIX, OpenAITarget, parse_openai_ref
-    from luodi.models.base import resolve_base
     from luodi.models.loading import load_base
-    from luodi.train.versions import load_model_version, resolve_model
+    from luodi.registry.stages import resolve_model_or_base
+    from luodi.train.versions import load_model_version
 
     ref = ref.strip()
     if ref.startswith(OPENAI_PREFIX):
@@ -515,12 +515,10 @@ def open_target(store: Store, ref: str, *, batch_size: int = 16) -> Target:
         from luodi.collab.target import open_composite_target
 
         return open_composite_target(store, ref, batch_size=batch_size)
-    try:
-        info = resolve_model(store, ref)
-    except BadInputError:  # NotFoundError included: maybe a base or a path
-        if "@" in ref:
-            raise
-    else:
+    info = resolve_model_or_base(
+        store, ref, "target", "a target can also be openai:http://HOST:PORT/v1#MODEL"
+    )
+    if info.kind == "model":
         if info.meta.get("task") == "classify" and not info.meta.get("labels"):
             raise BadInputError(
                 f"{info.ref} is a reward model: it scores answers and cannot be evaluated as "
@@ -535,14 +533,7 @@ def open_target(store: Store, ref: str, *, batch_size: int = 16) -> Target:
         return LocalCausalTarget(
             model_, tokenizer, ref=info.ref, artifact=info, kind="model", batch_size=batch_size
         )
-    try:
-        base = resolve_base(store, ref)
-    except NotFoundError:
-        known = ", ".join(sorted({a.name for a in store.list("model")})) or "none yet"
-        raise NotFoundError(
-            f"no model version or base model {ref!r}; known models: {known} (a target can also "
-            "be a base model, a model folder path, or openai:http://HOST:PORT/v1#MODEL)"
-        ) from None
+    base = info
     if base.meta.get("format") == "tiny":
         raise BadInputError(
             f"{base.ref} is an untrained tiny model (its tokenizer is trained with it); "

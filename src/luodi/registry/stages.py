@@ -180,6 +180,39 @@ def resolve_model(store: Store, ref: str) -> ArtifactInfo:
         return store._info(s, _resolve_row(store, s, ref))
 
 
+def known_names(store: Store, kind: str) -> str:
+    """The names registered of `kind`, for error messages ("none yet" when there are none)."""
+    return ", ".join(sorted({a.name for a in store.list(kind)})) or "none yet"
+
+
+def resolve_model_or_base(
+    store: Store, ref: str, what: str = "model", also: str | None = None
+) -> ArtifactInfo:
+    """The model version `ref` names (NAME, NAME:vN, NAME@STAGE) or, failing that, the base
+    model (default, a registered base, an HF folder or GGUF path; registered when new).
+
+    NotFoundError (starting with `what`, e.g. "route model") naming the known models and
+    bases, and `also` (what else the caller accepts), when it is neither; a stage alias only
+    ever names a model version.
+    """
+    try:
+        return resolve_model(store, ref)
+    except BadInputError:  # NotFoundError included; a path or "default" is not a model name
+        if "@" in ref:
+            raise
+    from luodi.models.base import resolve_base  # imports transformers: only when needed
+
+    try:
+        return resolve_base(store, ref)
+    except NotFoundError:
+        raise NotFoundError(
+            f"{what} {ref!r} is neither a model version nor a base model; known models: "
+            f"{known_names(store, 'model')}; known base models: "
+            f"{known_names(store, 'base_model')} (a base can also be 'default' or the path of "
+            f"an HF model folder or GGUF file{'; ' + also if also else ''})"
+        ) from None
+
+
 def stage_of(store: Store, ref: str) -> Stage:
     """The current stage of the model version `ref` (candidate when never staged)."""
     with store._session() as s:

@@ -125,24 +125,10 @@ def _served(store: Store, route: Route) -> tuple[str, ArtifactInfo | None]:
     composite = find_composite(store, ref)  # a composite serves as its exact version
     if composite is not None:
         return composite.ref, composite
-    from luodi.chat import _names
-    from luodi.models.base import resolve_base
-    from luodi.train.versions import resolve_model
+    from luodi.registry.stages import resolve_model_or_base
 
-    try:
-        info = resolve_model(store, ref)
-        return info.ref, info
-    except BadInputError:
-        if "@" in ref:
-            raise
-    try:
-        base = resolve_base(store, ref)
-    except NotFoundError:
-        raise NotFoundError(
-            f"route model {route.model!r} is neither a model version nor a base model; known "
-            f"models: {_names(store, 'model')}; bases: {_names(store, 'base_model')}"
-        ) from None
-    return base.ref, base
+    info = resolve_model_or_base(store, ref, "route model")
+    return info.ref, info
 
 
 def _info(a: ArtifactInfo, changed: bool = True) -> DeploymentInfo:
