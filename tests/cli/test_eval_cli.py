@@ -105,4 +105,4 @@ def test_eval_run_show_compare_gate(tmp_path: Path) -> None:
     bad = run_cli(
         "eval", "run", "bot", "--suite", str(tmp_path / "nope.yaml"), home=home, check=False
     )
-    assert bad.returncode == 2 and "not found" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
