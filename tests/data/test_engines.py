@@ -72,3 +72,34 @@ def test_ray_engine_equals_local_engine() -> None:
     assert by_op["filter_length"].drop_reasons == {"too_short": 1}
     assert by_op["drop_boilerplate_lines"].modified == 63  # 60 notices + 2 copies + 1 near copy
     assert all(FOOTER not in r["text"] and "13912345678" not in r["text"] for r in ray_out)
+
+
+def test_a_ray_start_that_times_out_is_tried_again() -> None:
+    from luodi.data.pipeline import _start_ray
+
+    class FakeRay:
+        def __init__(self, failures: int, message: str = "Timed out waiting for file gcs") -> None:
+            self.failures, self.message, self.calls, self.shutdowns = failures, message, 0, 0
+            self.up = False
+
+        def is_initialized(self) -> bool:
+            return self.up
+
+        def init(self, **_: object) -> None:
+            self.calls += 1
+            if self.calls <= self.failures:
+                raise RuntimeError(self.message)
+            self.up = True
+
+        def shutdown(self) -> None:
+            self.shutdowns += 1
+
+    ray = FakeRay(failures=2)
+    _start_ray(ray)
+    assert ray.up and ray.calls == 3 and ray.shutdowns == 2
+    with pytest.raises(RuntimeError, match="Timed out"):
+        _start_ray(FakeRay(failures=3))  # three attempts, then the error stands
+    other = FakeRay(failures=1, message="address in use")
+    with pytest.raises(RuntimeError, match="address in use"):
+        _start_ray(other)  # only a timeout is retried
+    assert other.calls == 1

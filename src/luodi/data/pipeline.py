@@ -144,6 +144,22 @@ class _RayChain:
         return pa.Table.from_pylist(out, schema=self.schema)
 
 
+def _start_ray(ray: Any, attempts: int = 3) -> None:
+    """Connect to Ray ($RAY_ADDRESS) or start a local instance. Ray waits 30 s for its GCS
+    server to come up, which a busy machine can exceed; a timed-out start is shut down and
+    tried again."""
+    for attempt in range(1, attempts + 1):
+        if ray.is_initialized():
+            return
+        try:
+            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+            return
+        except RuntimeError as exc:
+            if "Timed out" not in str(exc) or attempt == attempts:
+                raise
+            ray.shutdown()
+
+
 def _ray(ops: list[Operator], source: Batches, workdir: Path) -> Iterator[list[Record]]:
     try:
         import ray
@@ -156,8 +172,7 @@ def _ray(ops: list[Operator], source: Batches, workdir: Path) -> Iterator[list[R
         yield from source
         return
     schema = annotated_schema(kind)
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    _start_ray(ray)
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
     ctx.enable_progress_bars = False
