@@ -251,8 +251,10 @@ def test_endpoint_stream_and_efficiency(store: Store, server: Any) -> None:
     body = json.loads((Path(res.path) / "results.json").read_text(encoding="utf-8"))
     t = body["tasks"]["efficiency"]
     for it in t["items"]:
-        # The server waits 50 ms before the first word and 10 ms before each other one.
-        assert it["ttft_s"] >= 0.05 and it["latency_s"] >= it["ttft_s"] + 0.02
+        # The server waits 50 ms before the first word and 10 ms before each other one, so
+        # the whole reply takes at least 70 ms. (Not latency >= ttft + 20 ms: on a busy
+        # machine the client can read the first word late and the rest at once.)
+        assert it["ttft_s"] >= 0.05 and it["latency_s"] >= max(it["ttft_s"], 0.07)
         assert it["completion_tokens"] == 6 and it["prediction"] == "Monday to Friday."
     assert task.metrics["ttft_p50"] >= 0.05
     assert task.metrics["tokens_per_s"] == pytest.approx(
