@@ -17,11 +17,6 @@ def _search(
     from luodi.rag.kb import open_kb
     from luodi.rag.retrieve import RetrieveConfig
 
-    cfg = RetrieveConfig(
-        mode=s.mode,
-        top_k=s.top_k,
-        **({"min_score": s.min_score} if s.min_score is not None else {}),
-    )
     hits: list[Any] = []
     kb_of: dict[str, str] = {}
     for ref in refs:
